@@ -1,0 +1,86 @@
+"""The benchmark app: a FastAPI hello-world route, instrumented according to BENCH_MODE.
+
+Modes (env ``BENCH_MODE``):
+
+* ``none``: no telemetry at all (the baseline);
+* ``platform``: ``platform_otel.init()`` called after the app is created, so the
+  "app created before init()" path is the one measured;
+* ``lean-manual``: platform-otel's lean FastAPI path with SDK providers built by
+  hand (OTLP/gRPC exporters, batch processors), no ``init()``;
+* ``official-app``: ``FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])``
+  with hand-built SDK providers exporting over OTLP/gRPC, plus the official
+  logging instrumentation (trace ids on log records): the official tooling
+  configured for the same telemetry as ``platform``;
+* ``none`` under ``opentelemetry-instrument``: the official zero-code path (the
+  runner wraps the command).
+
+Exporter endpoint and protocol come from the standard ``OTEL_*`` variables.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+MODE = os.environ.get("BENCH_MODE", "none")
+
+app = FastAPI()
+
+
+@app.get("/")
+async def hello() -> dict[str, str]:
+    return {"message": "hello"}
+
+
+def _sdk_providers() -> tuple[object, object]:
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": "bench-hello"})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+    )
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    return tracer_provider, meter_provider
+
+
+if MODE == "platform":
+    import platform_otel
+
+    platform_otel.init(service_name="bench-hello")
+elif MODE == "lean-manual":
+    import types
+
+    from platform_otel.instrumentation import InstrumentationContext
+    from platform_otel.instrumentation import fastapi as _pf
+
+    tp, mp = _sdk_providers()
+    _pf.instrument(
+        InstrumentationContext(
+            settings=types.SimpleNamespace(  # type: ignore[arg-type]
+                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
+            ),
+            tracer_provider=tp,  # type: ignore[arg-type]
+            meter_provider=mp,  # type: ignore[arg-type]
+            logger_provider=None,
+        )
+    )
+elif MODE == "official-app":
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+    tp, mp = _sdk_providers()
+    LoggingInstrumentor().instrument(tracer_provider=tp)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tp, meter_provider=mp, exclude_spans=["receive", "send"]
+    )

@@ -1,0 +1,92 @@
+"""platform-otel: one call gives a Python service traces, metrics and correlated logs.
+
+    import platform_otel
+    platform_otel.init()
+
+Importing this package is cheap: the SDK, exporters and integrations are
+imported by ``init()``, and only those that are enabled and installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._config import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ._pipeline import Pipeline
+    from ._telemetry import Telemetry
+
+__all__ = ["ConfigError", "Pipeline", "Telemetry", "get_telemetry", "init", "pipeline", "shutdown"]
+__version__ = "0.1.0"
+
+
+def init(
+    *,
+    service_name: str | None = None,
+    service_version: str | None = None,
+    environment: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+    prometheus_port: int | None = None,
+    instrument: Sequence[str] | None = None,
+    disable: Sequence[str] | None = None,
+    log_format: str | None = None,
+    log_level: str | None = None,
+    log_console: str | None = None,
+    capture_content: bool | None = None,
+    sample_ratio: float | None = None,
+    fastapi_impl: str | None = None,
+    shutdown_timeout: float | None = None,
+    strict: bool | None = None,
+    exporters: Mapping[str, Sequence[str]] | None = None,
+) -> Telemetry:
+    """Configure OpenTelemetry for this process and return its :class:`Telemetry` handle.
+
+    Every argument is optional; an argument wins over its environment variable,
+    which wins over the default (docs/configuration.md lists them all). Bad values
+    are reported as one warning each and replaced by a safe value; with
+    ``strict=True`` they raise one :class:`ConfigError` instead. Calling ``init()``
+    again returns the same handle.
+    """
+    from ._telemetry import init as _init
+
+    given = {k: v for k, v in locals().items() if v is not None and k != "_init"}
+    return _init(**given)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop telemetry; bounded by ``timeout`` seconds (default 5)."""
+    from ._telemetry import shutdown as _shutdown
+
+    return _shutdown(timeout)
+
+
+def get_telemetry() -> Telemetry | None:
+    """The active :class:`Telemetry`, or None before ``init()``."""
+    from ._telemetry import current
+
+    return current()
+
+
+def pipeline(name: str, **kwargs: Any) -> Pipeline:
+    """A :class:`Pipeline` that records throughput, outcomes, stage duration, lag and queue depth."""
+    from ._pipeline import pipeline as _pipeline
+
+    return _pipeline(name, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Telemetry":
+        from ._telemetry import Telemetry
+
+        return Telemetry
+    if name == "Pipeline":
+        from ._pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'platform_otel' has no attribute {name!r}")

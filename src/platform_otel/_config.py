@@ -1,0 +1,526 @@
+"""All configuration parsing, in one place.
+
+Precedence is: keyword argument to ``init()`` > environment variable > default.
+The standard ``OTEL_*`` variables keep their OpenTelemetry meaning; settings the
+specification does not cover use ``PLATFORM_OTEL_*`` names.
+
+A bad value never raises from ``init()``: it becomes a :class:`Problem` naming the
+variable, the bad value and the value used instead, logged once as a warning.
+With ``strict=True`` (or ``PLATFORM_OTEL_STRICT=1``) all problems are raised
+together as one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+__all__ = ["ConfigError", "Problem", "Settings", "SignalSettings", "load_settings"]
+
+Protocol = Literal["grpc", "http/protobuf"]
+_PROTOCOLS = ("grpc", "http/protobuf")
+_SIGNALS = ("traces", "metrics", "logs")
+_EXPORTERS = {
+    "traces": ("otlp", "console", "none"),
+    "metrics": ("otlp", "console", "prometheus", "none"),
+    "logs": ("otlp", "console", "none"),
+}
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace", "none")
+_EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
+_TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+_COMPRESSIONS = ("none", "gzip", "deflate")
+_LOG_FORMATS = ("text", "json")
+_FASTAPI_IMPLS = ("lean", "official")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+DEFAULT_INTEGRATIONS = ("logging", "fastapi", "httpx", "requests", "mcp", "ollama", "gpu")
+
+
+class ConfigError(ValueError):
+    """Raised by ``init(strict=True)``; lists every configuration problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid platform-otel configuration:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad setting: where it came from, what it was, what is used instead."""
+
+    variable: str
+    value: object
+    used: object
+    reason: str = ""
+
+    def __str__(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.variable}={self.value!r} is invalid{why}; using {self.used!r}"
+
+
+@dataclass(frozen=True)
+class SignalSettings:
+    """Where and how one signal (traces, metrics, logs) is exported over OTLP."""
+
+    exporters: tuple[str, ...]
+    endpoint: str  # for http/protobuf: the full URL including /v1/<signal>
+    protocol: Protocol
+    headers: Mapping[str, str]
+    timeout: float  # seconds
+    compression: str
+    insecure: bool | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration, as ``Telemetry.settings`` exposes it."""
+
+    service_name: str
+    service_version: str | None
+    environment: str | None
+    resource_attributes: Mapping[str, str]
+    traces: SignalSettings
+    metrics: SignalSettings
+    logs: SignalSettings
+    sampler: str
+    sampler_arg: float | None
+    propagators: tuple[str, ...]
+    bsp_schedule_delay: float  # seconds
+    bsp_max_queue_size: int
+    bsp_max_export_batch_size: int
+    bsp_export_timeout: float
+    blrp_schedule_delay: float
+    blrp_max_queue_size: int
+    blrp_max_export_batch_size: int
+    blrp_export_timeout: float
+    metric_export_interval: float  # seconds
+    metric_export_timeout: float
+    metrics_temporality: str
+    exemplar_filter: str
+    prometheus_port: int | None
+    prometheus_host: str
+    integrations: tuple[str, ...]  # what init() tries to enable, in order
+    disabled_integrations: tuple[str, ...]
+    log_format: Literal["text", "json"]
+    log_level: str
+    log_console: Literal["auto", "always", "never"]
+    log_export: bool
+    capture_content: bool
+    fastapi_impl: Literal["lean", "official"]
+    shutdown_timeout: float
+    sdk_disabled: bool
+    strict: bool
+    problems: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data view for ``platform-otel doctor`` and logs (header values hidden)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "problems":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, SignalSettings):
+                value = {
+                    "exporters": list(value.exporters),
+                    "endpoint": value.endpoint,
+                    "protocol": value.protocol,
+                    "headers": dict.fromkeys(value.headers, "***"),
+                    "timeout": value.timeout,
+                    "compression": value.compression,
+                    "insecure": value.insecure,
+                }
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+class _Reader:
+    """Reads settings from arguments and environment, collecting problems."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[Problem] = []
+
+    def raw(self, *names: str) -> tuple[str, str] | None:
+        """First non-empty variable among ``names``: (name, value)."""
+        for name in names:
+            value = self.env.get(name)
+            if value is not None and value.strip() != "":
+                return name, value.strip()
+        return None
+
+    def problem(self, variable: str, value: object, used: object, reason: str = "") -> None:
+        self.problems.append(Problem(variable, value, used, reason))
+
+    def choice(self, arg: Any, arg_name: str, names: tuple[str, ...], allowed: tuple[str, ...], default: str) -> str:
+        if arg is not None:
+            value = str(arg).strip().lower()
+            if value in allowed:
+                return value
+            self.problem(arg_name, arg, default, f"expected one of {', '.join(allowed)}")
+            return default
+        found = self.raw(*names)
+        if found is None:
+            return default
+        name, value = found
+        if value.lower() in allowed:
+            return value.lower()
+        self.problem(name, value, default, f"expected one of {', '.join(allowed)}")
+        return default
+
+    def number(
+        self,
+        arg: Any,
+        arg_name: str,
+        names: tuple[str, ...],
+        default: float,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        integer: bool = False,
+    ) -> float:
+        source: tuple[str, object] | None = (arg_name, arg) if arg is not None else self.raw(*names)
+        if source is None:
+            return default
+        name, value = source
+        try:
+            number = float(value)  # type: ignore[arg-type]
+            if integer and number != int(number):
+                raise ValueError
+        except (TypeError, ValueError):
+            self.problem(name, value, default, "not a number" if not integer else "not an integer")
+            return default
+        if number != number or (lo is not None and number < lo) or (hi is not None and number > hi):
+            bounds = f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}"
+            self.problem(name, value, default, bounds)
+            return default
+        return int(number) if integer else number
+
+    def boolean(self, arg: Any, arg_name: str, names: tuple[str, ...], default: bool) -> bool:
+        if arg is not None:
+            return bool(arg)
+        found = self.raw(*names)
+        if found is None:
+            return default
+        name, value = found
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        self.problem(name, value, default, "expected true or false")
+        return default
+
+    def csv(self, arg: Any, names: tuple[str, ...]) -> tuple[str, ...] | None:
+        if arg is not None:
+            if isinstance(arg, str):
+                arg = arg.split(",")
+            return tuple(str(a).strip().lower() for a in arg if str(a).strip())
+        found = self.raw(*names)
+        if found is None:
+            return None
+        return tuple(p.strip().lower() for p in found[1].split(",") if p.strip())
+
+    def key_values(self, arg: Any, arg_name: str, names: tuple[str, ...]) -> dict[str, str]:
+        """Parse ``k=v,k2=v2`` (URL-decoded, as the OTel spec says); skip malformed pairs."""
+        if isinstance(arg, Mapping):
+            return {str(k): str(v) for k, v in arg.items()}
+        source: tuple[str, Any] | None = (arg_name, arg) if arg is not None else self.raw(*names)
+        if source is None:
+            return {}
+        name, text = source
+        out: dict[str, str] = {}
+        bad: list[str] = []
+        for pair in str(text).split(","):
+            if not pair.strip():
+                continue
+            key, sep, value = pair.partition("=")
+            key = urllib.parse.unquote(key.strip())
+            if not sep or not key:
+                bad.append(pair.strip())
+                continue
+            out[key] = urllib.parse.unquote(value.strip())
+        if bad:
+            self.problem(name, text, out, f"malformed entries {bad} skipped (expected key=value)")
+        return out
+
+
+def _default_service_name(env: Mapping[str, str]) -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    base = os.path.basename(argv0)
+    if base in ("", "-c", "-m", "__main__.py"):
+        return "unknown_service:python"
+    stem = base.rsplit(".", 1)[0] if base.endswith(".py") else base
+    return stem or "unknown_service:python"
+
+
+def _check_endpoint(reader: _Reader, name: str, value: str, default: str) -> str:
+    """An endpoint needs a scheme and a host; ``localhost:4317`` is repaired with a warning."""
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return value.rstrip("/") if parsed.path in ("", "/") else value
+    candidate = "http://" + value.split("://", 1)[-1]
+    if urllib.parse.urlparse(candidate).netloc:
+        reader.problem(name, value, candidate, "missing http:// or https:// scheme")
+        return candidate
+    reader.problem(name, value, default, "not a URL")
+    return default
+
+
+def _signal(
+    reader: _Reader,
+    signal: str,
+    *,
+    endpoint: str | None,
+    protocol: str | None,
+    headers: Mapping[str, str] | str | None,
+    exporters_arg: tuple[str, ...] | None,
+) -> SignalSettings:
+    up = signal.upper()
+    proto = reader.choice(
+        protocol,
+        "protocol",
+        (f"OTEL_EXPORTER_OTLP_{up}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        _PROTOCOLS,
+        "grpc",
+    )
+    default_base = "http://localhost:4317" if proto == "grpc" else "http://localhost:4318"
+
+    # Endpoint: the per-signal variable is used as-is; the generic one gets /v1/<signal> for HTTP.
+    url: str
+    if endpoint is not None:
+        url = _check_endpoint(reader, "endpoint", endpoint, default_base)
+        per_signal = False
+    elif found := reader.raw(f"OTEL_EXPORTER_OTLP_{up}_ENDPOINT"):
+        url = _check_endpoint(reader, found[0], found[1], default_base)
+        per_signal = True
+    elif found := reader.raw("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        url = _check_endpoint(reader, found[0], found[1], default_base)
+        per_signal = False
+    else:
+        url, per_signal = default_base, False
+    if proto == "http/protobuf" and not per_signal:
+        url = url.rstrip("/") + f"/v1/{signal}"
+
+    hdrs = reader.key_values(headers, "headers", ())
+    if headers is None:
+        hdrs = reader.key_values(None, "", ("OTEL_EXPORTER_OTLP_HEADERS",))
+        hdrs.update(reader.key_values(None, "", (f"OTEL_EXPORTER_OTLP_{up}_HEADERS",)))
+
+    timeout_ms = reader.number(
+        None,
+        "",
+        (f"OTEL_EXPORTER_OTLP_{up}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        10_000,
+        lo=1,
+    )
+    # The Python SDK historically read this in seconds; values below 100 are taken as seconds.
+    timeout = timeout_ms if timeout_ms < 100 else timeout_ms / 1000.0
+    compression = reader.choice(
+        None,
+        "",
+        (f"OTEL_EXPORTER_OTLP_{up}_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+        _COMPRESSIONS,
+        "none",
+    )
+    insecure_raw = reader.raw(f"OTEL_EXPORTER_OTLP_{up}_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
+    insecure: bool | None = None
+    if insecure_raw is not None:
+        insecure = reader.boolean(None, "", (insecure_raw[0],), False)
+
+    allowed = _EXPORTERS[signal]
+    chosen = exporters_arg if exporters_arg is not None else reader.csv(None, (f"OTEL_{up}_EXPORTER",))
+    exporters: list[str] = []
+    for name in chosen if chosen is not None else ("otlp",):
+        if name in allowed:
+            exporters.append(name)
+        else:
+            reader.problem(f"OTEL_{up}_EXPORTER", name, "otlp", f"expected one of {', '.join(allowed)}")
+            exporters.append("otlp")
+    if "none" in exporters:
+        exporters = []
+    return SignalSettings(
+        exporters=tuple(dict.fromkeys(exporters)),
+        endpoint=url,
+        protocol=proto,  # type: ignore[arg-type]
+        headers=hdrs,
+        timeout=timeout,
+        compression=compression,
+        insecure=insecure,
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
+    """Build the effective :class:`Settings` from ``init()`` keyword arguments and ``env``.
+
+    Never raises for bad values unless strict mode is on; see the module docstring.
+    """
+    env = os.environ if env is None else env
+    r = _Reader(env)
+    strict = r.boolean(kwargs.get("strict"), "strict", ("PLATFORM_OTEL_STRICT",), False)
+
+    resource_attrs = r.key_values(None, "", ("OTEL_RESOURCE_ATTRIBUTES",))
+    resource_attrs.update(r.key_values(kwargs.get("resource_attributes"), "resource_attributes", ()))
+    service_name = (
+        kwargs.get("service_name")
+        or (r.raw("OTEL_SERVICE_NAME") or ("", ""))[1]
+        or resource_attrs.get("service.name")
+        or _default_service_name(env)
+    )
+    service_version = (
+        kwargs.get("service_version")
+        or (r.raw("PLATFORM_OTEL_SERVICE_VERSION") or ("", ""))[1]
+        or resource_attrs.get("service.version")
+        or None
+    )
+    environment = (
+        kwargs.get("environment")
+        or (r.raw("PLATFORM_OTEL_ENVIRONMENT") or ("", ""))[1]
+        or resource_attrs.get("deployment.environment.name")
+        or resource_attrs.get("deployment.environment")
+        or None
+    )
+
+    exporters_arg = kwargs.get("exporters")  # {"traces": [...]} for tests and embedding
+    signals = {
+        s: _signal(
+            r,
+            s,
+            endpoint=kwargs.get("endpoint"),
+            protocol=kwargs.get("protocol"),
+            headers=kwargs.get("headers"),
+            exporters_arg=tuple(exporters_arg[s]) if exporters_arg and s in exporters_arg else None,
+        )
+        for s in _SIGNALS
+    }
+
+    # Sampling: sample_ratio=x is shorthand for parentbased_traceidratio with arg x.
+    sample_ratio = kwargs.get("sample_ratio")
+    if sample_ratio is not None:
+        sampler = "parentbased_traceidratio"
+        sampler_arg: float | None = r.number(sample_ratio, "sample_ratio", (), 1.0, lo=0.0, hi=1.0)
+    else:
+        sampler = r.choice(None, "", ("OTEL_TRACES_SAMPLER",), _SAMPLERS, "parentbased_always_on")
+        sampler_arg = None
+        if sampler.endswith("traceidratio"):
+            sampler_arg = r.number(None, "", ("OTEL_TRACES_SAMPLER_ARG",), 1.0, lo=0.0, hi=1.0)
+
+    propagators: list[str] = []
+    for p in r.csv(None, ("OTEL_PROPAGATORS",)) or ("tracecontext", "baggage"):
+        if p in _PROPAGATORS:
+            propagators.append(p)
+        else:
+            r.problem("OTEL_PROPAGATORS", p, "skipped", f"unknown propagator; known: {', '.join(_PROPAGATORS)}")
+
+    def ms(name: str, default_ms: float) -> float:
+        return r.number(None, "", (name,), default_ms, lo=0) / 1000.0
+
+    def count(name: str, default: int) -> int:
+        return int(r.number(None, "", (name,), default, lo=1, integer=True))
+
+    bsp_queue = count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+    bsp_batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+    if bsp_batch > bsp_queue:
+        r.problem("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", bsp_batch, bsp_queue, "larger than OTEL_BSP_MAX_QUEUE_SIZE")
+        bsp_batch = bsp_queue
+    blrp_queue = count("OTEL_BLRP_MAX_QUEUE_SIZE", 2048)
+    blrp_batch = count("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512)
+    if blrp_batch > blrp_queue:
+        r.problem("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", blrp_batch, blrp_queue, "larger than OTEL_BLRP_MAX_QUEUE_SIZE")
+        blrp_batch = blrp_queue
+
+    prom_port: int | None = None
+    prom_arg = kwargs.get("prometheus_port")
+    if prom_arg is not None or r.raw("PLATFORM_OTEL_PROMETHEUS_PORT"):
+        port = r.number(prom_arg, "prometheus_port", ("PLATFORM_OTEL_PROMETHEUS_PORT",), -1, lo=0, hi=65535, integer=True)
+        prom_port = int(port) if port >= 0 else None
+
+    # Integrations: explicit list (instrument=) or all known; minus disable= and the OTel variable.
+    wanted = r.csv(kwargs.get("instrument"), ("PLATFORM_OTEL_INSTRUMENT",))
+    integrations = list(wanted) if wanted is not None else list(DEFAULT_INTEGRATIONS)
+    for name in list(integrations):
+        if name not in DEFAULT_INTEGRATIONS:
+            r.problem("instrument", name, "skipped", f"unknown integration; known: {', '.join(DEFAULT_INTEGRATIONS)}")
+            integrations.remove(name)
+    disabled = set(r.csv(kwargs.get("disable"), ("PLATFORM_OTEL_DISABLE",)) or ())
+    disabled |= set(r.csv(None, ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",)) or ())
+
+    log_format = r.choice(kwargs.get("log_format"), "log_format", ("PLATFORM_OTEL_LOG_FORMAT",), _LOG_FORMATS, "text")
+    log_level = r.choice(
+        kwargs.get("log_level"),
+        "log_level",
+        ("PLATFORM_OTEL_LOG_LEVEL",),
+        ("debug", "info", "warning", "error", "critical"),
+        "info",
+    ).upper()
+
+    sdk_disabled = r.boolean(None, "", ("OTEL_SDK_DISABLED",), False)
+
+    settings = Settings(
+        service_name=str(service_name),
+        service_version=str(service_version) if service_version else None,
+        environment=str(environment) if environment else None,
+        resource_attributes=resource_attrs,
+        traces=signals["traces"],
+        metrics=signals["metrics"],
+        logs=signals["logs"],
+        sampler=sampler,
+        sampler_arg=sampler_arg,
+        propagators=tuple(propagators),
+        bsp_schedule_delay=ms("OTEL_BSP_SCHEDULE_DELAY", 5000),
+        bsp_max_queue_size=bsp_queue,
+        bsp_max_export_batch_size=bsp_batch,
+        bsp_export_timeout=ms("OTEL_BSP_EXPORT_TIMEOUT", 30000),
+        blrp_schedule_delay=ms("OTEL_BLRP_SCHEDULE_DELAY", 1000),
+        blrp_max_queue_size=blrp_queue,
+        blrp_max_export_batch_size=blrp_batch,
+        blrp_export_timeout=ms("OTEL_BLRP_EXPORT_TIMEOUT", 30000),
+        metric_export_interval=max(ms("OTEL_METRIC_EXPORT_INTERVAL", 60000), 0.05),
+        metric_export_timeout=ms("OTEL_METRIC_EXPORT_TIMEOUT", 30000),
+        metrics_temporality=r.choice(
+            None, "", ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",), _TEMPORALITIES, "cumulative"
+        ),
+        exemplar_filter=r.choice(None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"),
+        prometheus_port=prom_port,
+        prometheus_host=(r.raw("PLATFORM_OTEL_PROMETHEUS_HOST") or ("", "0.0.0.0"))[1],
+        integrations=tuple(i for i in integrations if i not in disabled),
+        disabled_integrations=tuple(sorted(disabled)),
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        log_console=r.choice(
+            kwargs.get("log_console"), "log_console", ("PLATFORM_OTEL_LOG_CONSOLE",), ("auto", "always", "never"), "auto"
+        ),  # type: ignore[arg-type]
+        log_export=r.boolean(kwargs.get("log_export"), "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True),
+        capture_content=r.boolean(
+            kwargs.get("capture_content"),
+            "capture_content",
+            ("PLATFORM_OTEL_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+            False,
+        ),
+        fastapi_impl=r.choice(
+            kwargs.get("fastapi_impl"), "fastapi_impl", ("PLATFORM_OTEL_FASTAPI_IMPL",), _FASTAPI_IMPLS, "lean"
+        ),  # type: ignore[arg-type]
+        shutdown_timeout=r.number(
+            kwargs.get("shutdown_timeout"), "shutdown_timeout", ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",), 5.0, lo=0.0
+        ),
+        sdk_disabled=sdk_disabled,
+        strict=strict,
+    )
+    object.__setattr__(settings, "problems", tuple(r.problems))
+    return settings

@@ -1,0 +1,315 @@
+"""Exporters that cannot hurt the application.
+
+``ResilientExporter`` wraps an OTLP (or console) exporter and adds what the
+application needs from it:
+
+* **Lazy and fork-aware.** The real exporter (and its gRPC channel or HTTP
+  session) is created on first export, in the process that exports. A child
+  created by ``fork()`` builds its own: network clients never cross a fork, and
+  ``import grpc`` costs nothing at start-up.
+* **One warning, not a storm.** The first failed export logs one warning naming
+  the signal and endpoint; later failures are silent until an export succeeds,
+  which is logged at INFO. The OTLP exporters' own per-retry logs are muted.
+* **Never raises.** Exceptions become a failed export result.
+* **Bounded shutdown.** ``begin_shutdown(deadline)`` shortens the inner
+  exporter's retry budget so the final flush cannot outlive the process's
+  shutdown timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs.export import LogExportResult, LogRecordExporter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from ._config import Settings, SignalSettings
+from ._safety import logger
+
+__all__ = ["ResilientExporter", "in_export", "make_exporters"]
+
+_state = threading.local()
+
+
+def in_export() -> bool:
+    """True on a thread currently inside an export call (its logs must not be exported)."""
+    return getattr(_state, "exporting", False)
+
+
+def mute_sdk_exporter_logs() -> None:
+    """The OTLP exporters log every retry; ResilientExporter reports failures instead."""
+    for name in ("opentelemetry.exporter.otlp", "opentelemetry.exporter.http_transport"):
+        lg = logging.getLogger(name)
+        if lg.level == logging.NOTSET:  # respect a level the user set on purpose
+            lg.setLevel(logging.CRITICAL)
+
+
+class _Failure(Exception):
+    pass
+
+
+class ResilientExporter:
+    """Shared machinery; subclassed per signal so the SDK sees the right base class."""
+
+    _success: Any
+    _failure: Any
+
+    def __init__(self, signal: str, target: str, factory: Callable[[], Any]) -> None:
+        self._signal = signal
+        self._target = target
+        self._factory = factory
+        self._inner: Any = None
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._failing = False
+        self._shutting_down = False
+        self._deadline = 0.0
+        self.dropped = 0  # items in failed exports, for doctor/tests
+        self.exported = 0
+
+    def _get_inner(self) -> Any:
+        pid = os.getpid()
+        if self._inner is None or self._pid != pid:
+            with self._lock:
+                if self._inner is None or self._pid != pid:
+                    self._inner = self._factory()
+                    self._pid = pid
+                    if self._shutting_down:
+                        self._cap_timeout(self._inner)
+        return self._inner
+
+    def _call_export(self, items: Any, count: int) -> Any:
+        if self._shutting_down and self._failing:
+            # The endpoint was already unreachable: don't spend the shutdown budget retrying.
+            self.dropped += count
+            return self._failure
+        _state.exporting = True
+        try:
+            result = self._get_inner().export(items)
+        except Exception as exc:  # noqa: BLE001 - exporters must not raise into the SDK
+            result = self._failure
+            error: object = exc
+        else:
+            error = None
+        finally:
+            _state.exporting = False
+        if result == self._success:
+            self.exported += count
+            if self._failing:
+                self._failing = False
+                logger.info("platform-otel: exporting %s to %s again", self._signal, self._target)
+        else:
+            self.dropped += count
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "platform-otel: cannot export %s to %s%s; telemetry is dropped until it "
+                    "answers (retrying in the background, no further warnings)",
+                    self._signal,
+                    self._target,
+                    f" ({error!r})" if error else "",
+                )
+        return result
+
+    def begin_shutdown(self, deadline: float) -> None:
+        """Cap the inner exporter's retry budget so the final flush ends before ``deadline``."""
+        self._shutting_down = True
+        self._deadline = deadline
+        if self._inner is not None:
+            self._cap_timeout(self._inner)
+
+    def _cap_timeout(self, inner: Any) -> None:
+        remaining = max(0.1, self._deadline - time.monotonic())
+        # gRPC exporters keep the budget on themselves, HTTP ones on their client.
+        for holder in (inner, getattr(inner, "_client", None)):
+            if holder is not None and isinstance(getattr(holder, "_timeout", None), (int, float)):
+                holder._timeout = min(float(holder._timeout), remaining)
+
+    def _shutdown_inner(self) -> None:
+        inner = self._inner
+        if inner is not None and self._pid == os.getpid():
+            try:
+                inner.shutdown()
+            except Exception:
+                pass
+
+    def _flush_inner(self, timeout_millis: int) -> bool:
+        inner = self._inner
+        if inner is None:
+            return True
+        try:
+            return bool(inner.force_flush(timeout_millis))
+        except Exception:
+            return False
+
+
+class ResilientSpanExporter(ResilientExporter, SpanExporter):
+    _success = SpanExportResult.SUCCESS
+    _failure = SpanExportResult.FAILURE
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        result: SpanExportResult = self._call_export(spans, len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._shutdown_inner()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._flush_inner(timeout_millis)
+
+
+class ResilientLogExporter(ResilientExporter, LogRecordExporter):
+    _success = LogExportResult.SUCCESS
+    _failure = LogExportResult.FAILURE
+
+    def export(self, batch: Sequence[Any]) -> LogExportResult:
+        result: LogExportResult = self._call_export(batch, len(batch))
+        return result
+
+    def shutdown(self) -> None:
+        self._shutdown_inner()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._flush_inner(timeout_millis)
+
+
+class ResilientMetricExporter(ResilientExporter, MetricExporter):
+    _success = MetricExportResult.SUCCESS
+    _failure = MetricExportResult.FAILURE
+
+    def __init__(self, signal: str, target: str, factory: Callable[[], Any], temporality: str) -> None:
+        ResilientExporter.__init__(self, signal, target, factory)
+        MetricExporter.__init__(self, preferred_temporality=_temporality(temporality))
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        points = sum(
+            len(m.data.data_points)
+            for rm in metrics_data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        )
+        result: MetricExportResult = self._call_export(metrics_data, points)
+        return result
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._shutdown_inner()
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._flush_inner(int(timeout_millis))
+
+
+def _temporality(preference: str) -> dict[type, AggregationTemporality]:
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+        UpDownCounter,
+    )
+
+    cumulative, delta = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
+    if preference == "delta":
+        return {Counter: delta, UpDownCounter: cumulative, Histogram: delta,
+                ObservableCounter: delta, ObservableUpDownCounter: cumulative, ObservableGauge: cumulative}
+    if preference == "lowmemory":
+        return {Counter: delta, UpDownCounter: cumulative, Histogram: delta,
+                ObservableCounter: cumulative, ObservableUpDownCounter: cumulative, ObservableGauge: cumulative}
+    return {}
+
+
+def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
+    """A zero-argument constructor for the OTLP exporter; imports happen when it is called."""
+
+    def build() -> Any:
+        kwargs: dict[str, Any] = {"endpoint": cfg.endpoint, "timeout": cfg.timeout}
+        if cfg.headers:
+            kwargs["headers"] = dict(cfg.headers)
+        if cfg.protocol == "grpc":
+            from grpc import Compression as GrpcCompression
+
+            if cfg.compression != "none":
+                kwargs["compression"] = GrpcCompression.Gzip if cfg.compression == "gzip" else GrpcCompression.Deflate
+            insecure = cfg.insecure
+            if insecure is None:
+                insecure = cfg.endpoint.startswith("http://")
+            kwargs["insecure"] = insecure
+            if signal == "traces":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+                return OTLPSpanExporter(**kwargs)
+            if signal == "metrics":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+                return OTLPMetricExporter(**kwargs)
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+            return OTLPLogExporter(**kwargs)
+        from opentelemetry.exporter.otlp.proto.http import Compression
+
+        kwargs["compression"] = Compression(cfg.compression) if cfg.compression != "none" else Compression.NoCompression
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpan
+
+            return HttpSpan(**kwargs)
+        if signal == "metrics":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetric
+
+            return HttpMetric(**kwargs)
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog
+
+        return HttpLog(**kwargs)
+
+    return build
+
+
+def _console_factory(signal: str) -> Callable[[], Any]:
+    def build() -> Any:
+        if signal == "traces":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            return ConsoleSpanExporter()
+        if signal == "metrics":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            return ConsoleMetricExporter()
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        return ConsoleLogRecordExporter()
+
+    return build
+
+
+_CLASSES: dict[str, type[ResilientExporter]] = {
+    "traces": ResilientSpanExporter,
+    "logs": ResilientLogExporter,
+}
+
+
+def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
+    """The push exporters configured for ``signal`` (``prometheus`` is a reader, not here)."""
+    cfg: SignalSettings = getattr(settings, signal)
+    out: list[ResilientExporter] = []
+    for name in cfg.exporters:
+        if name == "otlp":
+            factory, target = _otlp_factory(signal, cfg), f"{cfg.endpoint} ({cfg.protocol})"
+        elif name == "console":
+            factory, target = _console_factory(signal), "console"
+        else:
+            continue
+        if signal == "metrics":
+            out.append(ResilientMetricExporter(signal, target, factory, settings.metrics_temporality))
+        else:
+            out.append(_CLASSES[signal](signal, target, factory))
+    return out

@@ -1,0 +1,162 @@
+"""FastAPI integration: every app, created before or after ``init()``, traced exactly once.
+
+The hook sits on ``fastapi.FastAPI.__call__`` (class level, wrapt), so it reaches
+apps that already exist, apps created later and apps whose middleware stack was
+already built. Per request it decides, cheaply, whether this layer should trace:
+
+* not for lifespan/websocket scopes, nor for a request an outer layer already
+  traces (a FastAPI app mounted inside another one);
+* not for an app the official ``FastAPIInstrumentor`` instrumented
+  (``app._is_instrumented_by_opentelemetry``): that app already has a server span;
+* not for an app built with ``FastAPI(telemetry={"tracer_provider": ...})``: its
+  owner chose FastAPI's native telemetry explicitly.
+
+Otherwise the lean ASGI path (``_asgi.ServerTelemetry``) traces the request and
+FastAPI's own native request telemetry (FastAPI >= 0.16x, which switches itself
+on as soon as global providers exist and adds per-operation spans) is turned off
+for that request, so there is one server span, not two.
+
+``settings.fastapi_impl`` selects the implementation:
+
+* ``"lean"`` (default): the lean ASGI path above;
+* ``"official"``: ``FastAPIInstrumentor.instrument_app`` (with
+  ``exclude_spans=["receive", "send"]``) applied once to every app on its first call;
+* ``"native"``: leave tracing to FastAPI's built-in telemetry (global providers).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+import wrapt
+
+from .._safety import log_once, report_internal_error
+from . import InstrumentationContext
+from ._asgi import SCOPE_KEY, ServerTelemetry
+
+__all__ = ["IMPLEMENTATIONS", "LIBRARY", "instrument", "uninstrument"]
+
+LIBRARY = "fastapi"
+IMPLEMENTATIONS = ("lean", "official", "native")
+_SCOPE = "platform_otel.instrumentation.fastapi"
+_NATIVE_KEY = "fastapi.telemetry"  # FastAPI's native telemetry skips requests carrying this key
+_DECISION_ATTR = "_platform_otel_native"  # cached per app: owner configured native telemetry
+
+_mode: str | None = None
+_telemetry: ServerTelemetry | None = None
+_official_kwargs: dict[str, Any] = {}
+_official_apps: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _explicit_native(app: Any) -> bool:
+    """Whether the app's owner passed their own provider to FastAPI's native telemetry."""
+    decision = app.__dict__.get(_DECISION_ATTR)
+    if decision is None:
+        config = getattr(app, "_telemetry", None)
+        decision = isinstance(config, dict) and (
+            config.get("tracer_provider") is not None and config.get("tracing", True) is not False
+        )
+        app.__dict__[_DECISION_ATTR] = decision
+    return bool(decision)
+
+
+def _lean_call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    telemetry = _telemetry
+    if telemetry is None or kwargs or len(args) != 3:
+        return wrapped(*args, **kwargs)
+    scope = args[0]
+    try:
+        if (
+            scope.get("type") != "http"
+            or SCOPE_KEY in scope
+            or getattr(instance, "_is_instrumented_by_opentelemetry", False)
+            or _explicit_native(instance)
+        ):
+            return wrapped(*args)
+        scope[_NATIVE_KEY] = None  # one server span: ours replaces FastAPI's native one
+    except Exception:
+        report_internal_error("fastapi: request dispatch")
+        return wrapped(*args)
+    return telemetry.handle(wrapped, scope, args[1], args[2])
+
+
+def _official_call(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if _mode == "official" and not getattr(instance, "_is_instrumented_by_opentelemetry", False):
+        try:
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor.instrument_app(instance, **_official_kwargs)
+            instance.middleware_stack = None  # rebuilt by Starlette with the official middleware
+            _official_apps.add(instance)
+        except Exception:
+            report_internal_error("fastapi: official instrumentation of an app")
+    return wrapped(*args, **kwargs)
+
+
+def instrument(ctx: InstrumentationContext) -> str | None:
+    """Hook ``FastAPI.__call__``; idempotent. Returns a reason string to decline."""
+    global _mode, _telemetry, _official_kwargs
+    if _mode is not None:
+        return None
+    impl = str(getattr(ctx.settings, "fastapi_impl", "lean") or "lean").strip().lower()
+    if impl not in IMPLEMENTATIONS:
+        log_once(
+            f"fastapi_impl:{impl}",
+            logging.WARNING,
+            "platform-otel: unknown fastapi implementation %r (PLATFORM_OTEL_FASTAPI_IMPL); using 'lean'",
+            impl,
+        )
+        impl = "lean"
+    import fastapi
+
+    if not hasattr(fastapi.FastAPI, "__call__"):  # pragma: no cover - defensive
+        return "fastapi.FastAPI has no __call__ to hook"
+    if impl == "native":
+        _mode = impl
+        return None
+    if impl == "official":
+        try:
+            import opentelemetry.instrumentation.fastapi  # noqa: F401
+        except ImportError:
+            return "fastapi_impl='official' needs opentelemetry-instrumentation-fastapi"
+        _official_kwargs = {
+            "tracer_provider": ctx.tracer_provider,
+            "meter_provider": ctx.meter_provider,
+            "exclude_spans": ["receive", "send"],
+        }
+        wrapt.wrap_function_wrapper(fastapi.FastAPI, "__call__", _official_call)
+        _mode = impl
+        return None
+    tracer = ctx.tracer_provider.get_tracer(_SCOPE)
+    meter = ctx.meter_provider.get_meter(_SCOPE)
+    _telemetry = ServerTelemetry(tracer, meter)
+    wrapt.wrap_function_wrapper(fastapi.FastAPI, "__call__", _lean_call)
+    _mode = impl
+    return None
+
+
+def uninstrument() -> None:
+    """Remove the hook; apps instrumented in ``official`` mode are un-instrumented too."""
+    global _mode, _telemetry
+    if _mode is None:
+        return
+    import fastapi
+
+    call = fastapi.FastAPI.__dict__.get("__call__")
+    if isinstance(call, wrapt.FunctionWrapper) and call._self_wrapper in (_lean_call, _official_call):
+        fastapi.FastAPI.__call__ = call.__wrapped__  # type: ignore[method-assign]
+    if _mode == "official":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        for app in list(_official_apps):
+            try:
+                FastAPIInstrumentor.uninstrument_app(app)
+            except Exception:
+                report_internal_error("fastapi: official uninstrument of an app")
+        _official_apps.clear()
+    _telemetry = None
+    _mode = None

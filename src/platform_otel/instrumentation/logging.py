@@ -1,0 +1,251 @@
+"""Log correlation: every stdlib log record carries the trace it was written in.
+
+Three small patches of the ``logging`` module, each reversible:
+
+1. A **record factory** stamps ``trace_id``/``span_id`` (and the official
+   instrumentation's ``otelTraceID``/``otelSpanID``/``otelTraceSampled``/
+   ``otelServiceName``, plus ``service_name``) on each record *when it is
+   created*, i.e. in the thread and context of the code that logs.
+2. ``Handler.format`` is wrapped so **every handler prints the ids**, including
+   handlers installed before ``init()`` or later by uvicorn/gunicorn's
+   ``dictConfig`` (which is why ``basicConfig``-style setups lose them): text
+   mode appends `` trace_id=… span_id=…`` inside a span; JSON mode writes one JSON
+   object per line.
+3. ``Logger.callHandlers`` is wrapped to **export each record once over OTLP**,
+   whatever the logger's ``propagate`` flag or handler layout (uvicorn's access
+   logger does not propagate to root). Records written while an exporter runs,
+   and the SDK's and our own logs, are never exported: no feedback loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+
+from .._exporters import in_export
+from .._safety import report_internal_error
+
+if TYPE_CHECKING:
+    from . import InstrumentationContext
+
+__all__ = ["LIBRARY", "instrument", "uninstrument"]
+
+LIBRARY = "logging"
+
+_INVALID_TRACE = "0"
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "trace_id",
+    "span_id",
+    "trace_sampled",
+    "service_name",
+    "otelTraceID",
+    "otelSpanID",
+    "otelTraceSampled",
+    "otelServiceName",
+    "color_message",  # uvicorn's colourised duplicate of the message
+}
+_SKIP_EXPORT_PREFIXES = ("opentelemetry", "platform_otel")
+_MAX_EXTRA_ATTRIBUTES = 32
+_MAX_LOGGERS = 1024
+_SEVERITY = {logging.DEBUG: 5, logging.INFO: 9, logging.WARNING: 13, logging.ERROR: 17, logging.CRITICAL: 21}
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+class _State:
+    installed = False
+    service_name = "unknown_service"
+    json_mode = False
+    logger_provider: Any = None
+    otel_loggers: dict[str, Any] = {}
+    old_factory: Any = None
+    old_format: Any = None
+    old_call_handlers: Any = None
+    console_handler: logging.Handler | None = None
+    old_root_level: int | None = None
+
+
+_state = _State()
+
+
+def _install_factory() -> None:
+    old = logging.getLogRecordFactory()
+    _state.old_factory = old
+    get_current_span = trace.get_current_span
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old(*args, **kwargs)
+        try:
+            ctx = get_current_span().get_span_context()
+            if ctx.is_valid:
+                record.trace_id = record.otelTraceID = format(ctx.trace_id, "032x")
+                record.span_id = record.otelSpanID = format(ctx.span_id, "016x")
+                record.trace_sampled = record.otelTraceSampled = ctx.trace_flags.sampled
+            else:
+                record.trace_id = record.otelTraceID = _INVALID_TRACE
+                record.span_id = record.otelSpanID = _INVALID_TRACE
+                record.trace_sampled = record.otelTraceSampled = False
+            record.service_name = record.otelServiceName = _state.service_name
+        except Exception:
+            report_internal_error("log record factory")
+        return record
+
+    factory._platform_otel = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _json_line(record: logging.LogRecord) -> str:
+    out: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+        "trace_id": getattr(record, "trace_id", _INVALID_TRACE),
+        "span_id": getattr(record, "span_id", _INVALID_TRACE),
+        "service.name": getattr(record, "service_name", _state.service_name),
+    }
+    if record.exc_info:
+        out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    for key, value in record.__dict__.items():
+        if key not in _RESERVED and not key.startswith("_") and key not in out:
+            out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+    return json.dumps(out, default=str)
+
+
+def _install_format() -> None:
+    original = logging.Handler.format
+    _state.old_format = original
+
+    def format(self: logging.Handler, record: logging.LogRecord) -> str:  # noqa: A001
+        if _state.json_mode:
+            try:
+                return _json_line(record)
+            except Exception:
+                report_internal_error("json log format")
+        text = original(self, record)
+        try:
+            trace_id = getattr(record, "trace_id", _INVALID_TRACE)
+            if trace_id != _INVALID_TRACE and trace_id not in text:
+                return f"{text} trace_id={trace_id} span_id={record.span_id}"  # type: ignore[attr-defined]
+        except Exception:
+            report_internal_error("text log format")
+        return text
+
+    logging.Handler.format = format  # type: ignore[method-assign]
+
+
+def _otel_logger(name: str) -> Any:
+    lg = _state.otel_loggers.get(name)
+    if lg is None:
+        if len(_state.otel_loggers) >= _MAX_LOGGERS:
+            name = "python.logging"  # bound the cache; scope name falls back to a shared one
+            lg = _state.otel_loggers.get(name)
+            if lg is not None:
+                return lg
+        lg = _state.logger_provider.get_logger(name)
+        _state.otel_loggers[name] = lg
+    return lg
+
+
+def _export(record: logging.LogRecord) -> None:
+    if in_export() or record.name.startswith(_SKIP_EXPORT_PREFIXES):
+        return
+    attributes: dict[str, Any] = {
+        "code.file.path": record.pathname,
+        "code.function.name": record.funcName,
+        "code.line.number": record.lineno,
+    }
+    if record.exc_info and record.exc_info[0] is not None:
+        exc_type, exc, tb = record.exc_info
+        attributes["exception.type"] = exc_type.__qualname__
+        if exc is not None:
+            attributes["exception.message"] = str(exc)
+        attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc_type, exc, tb))
+    extras = 0
+    for key, value in record.__dict__.items():
+        if key in _RESERVED or key.startswith("_") or extras >= _MAX_EXTRA_ATTRIBUTES:
+            continue
+        if isinstance(value, (str, bool, int, float)):
+            attributes[key] = value
+            extras += 1
+    levelno = record.levelno
+    severity = SeverityNumber(_SEVERITY.get(levelno) or min(24, max(1, levelno // 10 * 4 + 1)))
+    _otel_logger(record.name).emit(
+        timestamp=int(record.created * 1e9),
+        observed_timestamp=time.time_ns(),
+        severity_number=severity,
+        severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+        body=record.getMessage(),
+        attributes=attributes,
+    )
+
+
+def _install_export() -> None:
+    original = logging.Logger.callHandlers
+    _state.old_call_handlers = original
+
+    def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+        original(self, record)
+        try:
+            _export(record)
+        except Exception:
+            report_internal_error("log export")
+
+    logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
+
+
+def _install_console(mode: str, level: str) -> None:
+    root = logging.getLogger()
+    if mode == "never" or (mode == "auto" and root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._platform_otel = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    _state.console_handler = handler
+    if root.level == logging.WARNING:  # Python's default: make INFO visible, as basicConfig users expect
+        _state.old_root_level = root.level
+        root.setLevel(level)
+
+
+def instrument(ctx: InstrumentationContext) -> str | None:
+    if _state.installed:
+        return None
+    settings = ctx.settings
+    _state.service_name = settings.service_name
+    _state.json_mode = settings.log_format == "json"
+    _state.logger_provider = ctx.logger_provider
+    _state.otel_loggers = {}
+    _install_factory()
+    _install_format()
+    if ctx.logger_provider is not None:
+        _install_export()
+    _install_console(settings.log_console, settings.log_level)
+    _state.installed = True
+    return None
+
+
+def uninstrument() -> None:
+    if not _state.installed:
+        return
+    if _state.old_factory is not None:
+        logging.setLogRecordFactory(_state.old_factory)
+    if _state.old_format is not None:
+        logging.Handler.format = _state.old_format  # type: ignore[method-assign]
+    if _state.old_call_handlers is not None:
+        logging.Logger.callHandlers = _state.old_call_handlers  # type: ignore[method-assign]
+    if _state.console_handler is not None:
+        logging.getLogger().removeHandler(_state.console_handler)
+    if _state.old_root_level is not None:
+        logging.getLogger().setLevel(_state.old_root_level)
+    _state.__dict__.clear()
+    _state.otel_loggers = {}

@@ -1,0 +1,87 @@
+"""A small real MCP server for the MCP tests, on mcp 1.x (``FastMCP``) or 2.x (``MCPServer``).
+
+Run as ``python tests/support/mcp_server.py stdio`` (MCP over stdin/stdout) or
+``... http`` (streamable HTTP on a free 127.0.0.1 port, printed as ``PORT <n>``
+on stdout). Telemetry comes from ``platform_otel.init()`` configured by the
+``OTEL_*`` environment, so the test's OTLP receiver gets the server's spans and
+metrics; they are flushed when the process exits (stdin closed, or SIGTERM).
+
+Tools:
+* ``convert(text)``: opens its own span ``convert.work`` and returns the ids of
+  the span that was current when the handler started (the server span) and of
+  its own span, as JSON, so tests can check the handler's parentage.
+* ``fail(text)``: raises, which the SDK turns into a result with ``isError``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from typing import Any
+
+import platform_otel
+from opentelemetry import trace
+
+__all__ = ["build_server", "main"]
+
+
+def _ids(span: trace.Span) -> dict[str, str]:
+    ctx = span.get_span_context()
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+
+
+def build_server() -> Any:
+    """The tool server for the installed mcp major version."""
+    try:
+        from mcp.server.mcpserver import MCPServer as Server  # mcp 2.x
+    except ImportError:
+        from mcp.server.fastmcp import FastMCP as Server  # mcp 1.x
+
+    server = Server("platform-otel-test")
+    tracer = trace.get_tracer("tests.mcp_server")
+
+    @server.tool()
+    def convert(text: str) -> str:
+        """Upper-case ``text``; report the handler's span ids."""
+        handler = _ids(trace.get_current_span())
+        with tracer.start_as_current_span("convert.work") as work:
+            inner = _ids(work)
+            return json.dumps({"handler": handler, "inner": inner, "text": text.upper()})
+
+    @server.tool()
+    def fail(text: str) -> str:
+        """Always fails (a tool error, not a protocol error)."""
+        raise ValueError(f"cannot convert {text!r}")
+
+    return server
+
+
+def _serve_http(server: Any) -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def main(argv: list[str]) -> int:
+    transport = argv[1] if len(argv) > 1 else "stdio"
+    # Console logging must never touch stdout: it is the MCP channel on stdio.
+    platform_otel.init(service_name="mcp-test-server", log_console="never")
+    server = build_server()
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        else:
+            _serve_http(server)
+    finally:
+        platform_otel.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
