@@ -166,7 +166,9 @@ class _Reader:
         return None
 
     def problem(self, variable: str, value: object, used: object, reason: str = "") -> None:
-        self.problems.append(Problem(variable, value, used, reason))
+        # A generic variable is read once per signal: report it once.
+        if not any(p.variable == variable and p.value == value for p in self.problems):
+            self.problems.append(Problem(variable, value, used, reason))
 
     def choice(self, arg: Any, arg_name: str, names: tuple[str, ...], allowed: tuple[str, ...], default: str) -> str:
         if arg is not None:
@@ -451,6 +453,11 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         port = r.number(prom_arg, "prometheus_port", ("PLATFORM_OTEL_PROMETHEUS_PORT",), -1, lo=0, hi=65535, integer=True)
         prom_port = int(port) if port >= 0 else None
 
+    prom_host = (r.raw("PLATFORM_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST") or ("", "0.0.0.0"))[1]
+    if prom_port is None and "prometheus" in signals["metrics"].exporters:
+        # OTEL_METRICS_EXPORTER=prometheus: the spec's variables, default port 9464.
+        prom_port = int(r.number(None, "", ("OTEL_EXPORTER_PROMETHEUS_PORT",), 9464, lo=0, hi=65535, integer=True))
+
     # Integrations: explicit list (instrument=) or all known; minus disable= and the OTel variable.
     wanted = r.csv(kwargs.get("instrument"), ("PLATFORM_OTEL_INSTRUMENT",))
     integrations = list(wanted) if wanted is not None else list(DEFAULT_INTEGRATIONS)
@@ -498,7 +505,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         exemplar_filter=r.choice(None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"),
         prometheus_port=prom_port,
-        prometheus_host=(r.raw("PLATFORM_OTEL_PROMETHEUS_HOST") or ("", "0.0.0.0"))[1],
+        prometheus_host=prom_host,
         integrations=tuple(i for i in integrations if i not in disabled),
         disabled_integrations=tuple(sorted(disabled)),
         log_format=log_format,  # type: ignore[arg-type]

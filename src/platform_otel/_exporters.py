@@ -104,7 +104,9 @@ class ResilientExporter:
             error = None
         finally:
             _state.exporting = False
-        if result == self._success:
+        # Compare by name: the SDK's log exporters return LogRecordExportResult (1.35+),
+        # a different enum from the deprecated LogExportResult.
+        if result == self._success or getattr(result, "name", None) == "SUCCESS":
             self.exported += count
             if self._failing:
                 self._failing = False

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -120,7 +121,7 @@ class _QueueRegistry:
     """
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self._lock = threading.Lock()
+        # Copy-on-write under _registry_lock: the collecting thread reads without locking.
         self._entries: dict[tuple[str, str], QueueObservation] = {}
         meter.create_observable_gauge(
             "pipeline.queue.depth",
@@ -130,20 +131,20 @@ class _QueueRegistry:
         )
 
     def add(self, obs: QueueObservation) -> None:
-        with self._lock:
-            self._entries[obs._key] = obs
+        with _registry_lock:
+            self._entries = {**self._entries, obs._key: obs}
 
     def remove(self, obs: QueueObservation) -> bool:
-        with self._lock:
-            if self._entries.get(obs._key) is obs:
-                del self._entries[obs._key]
-                return True
-            return False
+        with _registry_lock:
+            if self._entries.get(obs._key) is not obs:
+                return False
+            entries = dict(self._entries)
+            del entries[obs._key]
+            self._entries = entries
+            return True
 
     def _observe(self, _options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
-        with self._lock:
-            entries = list(self._entries.values())
-        for obs in entries:
+        for obs in self._entries.values():
             value = obs._sample()
             if value is not None:
                 yield metrics.Observation(value, obs._attrs)
@@ -152,7 +153,16 @@ class _QueueRegistry:
 _metrics_by_provider: weakref.WeakKeyDictionary[Any, _Metrics] = weakref.WeakKeyDictionary()
 _queues_by_provider: weakref.WeakKeyDictionary[Any, _QueueRegistry] = weakref.WeakKeyDictionary()
 _global_queues: _QueueRegistry | None = None
-_registry_lock = threading.Lock()
+_registry_lock = threading.Lock()  # the one lock of this module; never held while running app code
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()  # another thread may have held it at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _is_proxy(provider: object) -> bool:
@@ -298,7 +308,7 @@ def _epoch_seconds(value: object) -> float | None:
     return seconds
 
 
-def _reject_enqueued_at(value: object, why: str) -> None:
+def _reject_enqueued_at(value: object, why: str) -> float | None:
     log_once(
         f"pipeline:bad-enqueued-at:{why}",
         logging.WARNING,
@@ -322,7 +332,6 @@ class Pipeline:
     __slots__ = (
         "__weakref__",
         "_label",
-        "_lock",
         "_mp",
         "_name",
         "_outcomes",
@@ -349,7 +358,6 @@ class Pipeline:
         self._stage_labels: set[str] = set()
         self._outcomes: set[str] = set(_BUILTIN_OUTCOMES)
         self._queues: set[str] = set()
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -484,7 +492,7 @@ class Pipeline:
         info = self._stages.get(name)
         if info is None:
             label = self._capped(_label(name, "stage"), self._stage_labels, _MAX_STAGES, "stage")
-            with self._lock:
+            with _registry_lock:
                 info = self._stages.get(label)
                 if info is None:
                     info = self._stages[label] = _StageInfo(self._label, label)
@@ -507,7 +515,7 @@ class Pipeline:
 
     def _capped(self, label: str, seen: set[str], cap: int, what: str) -> str:
         """``label`` if it is known or there is room for it, else ``"other"`` (warned once)."""
-        with self._lock:
+        with _registry_lock:
             if label in seen:
                 return label
             if len(seen) < cap:

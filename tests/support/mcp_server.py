@@ -16,12 +16,14 @@ Tools:
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sys
 from typing import Any
 
-import platform_otel
 from opentelemetry import trace
+
+import platform_otel
 
 __all__ = ["build_server", "main"]
 
@@ -65,6 +67,10 @@ def _serve_http(server: Any) -> None:
     sock.bind(("127.0.0.1", 0))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(server.streamable_http_app(), log_level="warning", lifespan="on")
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the
+    # default handler that kills the process before platform_otel.shutdown()
+    # flushes. A no-op handler lets run() return so the flush happens.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -246,18 +246,21 @@ class ServerTelemetry:
             elif status >= 500:
                 error = str(status)
             if span.is_recording():
+                late: dict[str, Any] = {}
                 if route is not None:
                     span.update_name(f"{span_method} {route}")
-                    span.set_attribute(HTTP_ROUTE, route)
+                    late[HTTP_ROUTE] = route
                 if status:
-                    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+                    late[HTTP_RESPONSE_STATUS_CODE] = status
                 if error is not None:
-                    span.set_attribute(ERROR_TYPE, error)
+                    late[ERROR_TYPE] = error
                     if exc is not None:
                         span.record_exception(exc)
                         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                     else:
                         span.set_status(Status(StatusCode.ERROR))
+                if late:
+                    span.set_attributes(late)
             # Recorded while the span is current: exemplars point at this request.
             self.duration.record(elapsed, self._metric_attributes(method, route, status, scheme, error))
             span.end()
