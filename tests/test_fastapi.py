@@ -206,7 +206,7 @@ def test_5xx_response_sets_error_type_and_status(telemetry: Telemetry) -> None:
 def test_endpoint_exception_is_recorded_and_reraised_unchanged(telemetry: Telemetry) -> None:
     """An exception from the endpoint reaches the server unchanged and is recorded on the span."""
     pf.instrument(telemetry.context())
-    with TestClient(make_app()) as client, pytest.raises(RuntimeError, match="^boom$"):
+    with TestClient(make_app()) as client, pytest.raises(RuntimeError, match=r"^boom$"):
         client.get("/fail")
     (span,) = telemetry.server_spans()
     assert span.name == "GET /fail"

@@ -376,7 +376,7 @@ def test_emitted_names_are_documented(run: Run) -> None:
 # --------------------------------------------------------------------------- in-process tests
 
 
-async def _in_process_call(calls: int = 1) -> None:
+async def _in_process_call(calls: int = 1, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Client and server in this process over memory streams (no transport-specific code)."""
     import anyio
     from mcp import ClientSession
@@ -393,7 +393,12 @@ async def _in_process_call(calls: int = 1) -> None:
             await session.initialize()
             for _ in range(calls):
                 await session.call_tool("convert", {"text": "x"})
+            received = {}
+            if meta is not None:
+                result = await session.call_tool("echo_meta", {}, meta=meta)
+                received = json.loads(result.content[0].text)
         tg.cancel_scope.cancel()
+    return received
 
 
 def _tool_spans(spans: list[ReadableSpan]) -> Counter[tuple[str, SpanKind]]:
@@ -456,3 +461,31 @@ def test_importing_platform_otel_does_not_import_mcp() -> None:
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("upstream", [False, True])
+def test_existing_meta_is_kept_and_context_injected_once(upstream: bool) -> None:
+    """Caller-supplied _meta keys survive; a traceparent already in _meta is never overwritten or doubled."""
+    if upstream and MCP_MAJOR >= 2:
+        pytest.skip("mcp 2.x injects _meta itself (its own behaviour; platform-otel does not inject on 2.x)")
+    foreign_trace, foreign_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    meta: dict[str, Any] = {"tenant": "t-1"}
+    if upstream:
+        meta["traceparent"] = f"00-{foreign_trace}-{foreign_span}-01"
+    t = _providers()
+    try:
+        assert mcp_integration.instrument(_ctx(t)) is None
+        received = asyncio.run(_in_process_call(calls=0, meta=meta))
+    finally:
+        mcp_integration.uninstrument()
+    (client,) = [s for s in t.spans() if s.kind is SpanKind.CLIENT and "echo_meta" in s.name]
+    (server,) = [s for s in t.spans() if s.kind is SpanKind.SERVER and "echo_meta" in s.name]
+    assert received["tenant"] == "t-1"
+    assert server.parent is not None
+    if upstream:
+        assert received["traceparent"] == meta["traceparent"]
+        assert (_hex(server.context.trace_id, 32), _hex(server.parent.span_id, 16)) == (foreign_trace, foreign_span)
+    else:
+        ours = f"00-{_hex(client.context.trace_id, 32)}-{_hex(client.context.span_id, 16)}-01"
+        assert received["traceparent"] == ours
+        assert server.parent.span_id == client.context.span_id

@@ -615,3 +615,69 @@ def test_pipeline_made_before_init_reports_after_global_providers_are_set(run_py
     assert out["points"]["pipeline.lag"] == 3
     assert out["points"]["pipeline.queue.depth"] == 4
     assert not math.isnan(out["points"]["pipeline.stage.duration"])
+
+
+def test_exemplars_point_at_the_stage_span(env: Env) -> None:
+    """Duration and lag exemplars carry the stage span's id, so a slow bucket leads to its trace."""
+    pipe = env.pipe()
+    with (
+        env.tp.get_tracer("worker").start_as_current_span("poll"),
+        pipe.stage("convert", enqueued_at=time.time() - 1) as run,
+    ):
+        pass
+    stage_span_id = run.span.get_span_context().span_id
+    points = env.points()  # one collection: exemplars are reset by each
+    for name in ("pipeline.stage.duration", "pipeline.lag"):
+        (point,) = [p for n, _, p in points if n == name]
+        assert [e.span_id for e in point.exemplars] == [stage_span_id], name
+
+
+@pytest.mark.integration
+def test_init_prometheus_endpoint_serves_pipeline_metrics(run_python: Any) -> None:
+    """With platform_otel.init(prometheus_port=...), a GET /metrics shows the pipeline series."""
+    from tests.support.fixtures import free_port
+
+    port = free_port()
+    result = run_python(
+        f"""
+        import time, urllib.request
+        import platform_otel
+        pipe = platform_otel.pipeline("document-ingest")  # before init(), as at module level
+        platform_otel.init(service_name="pipeline-e2e", prometheus_port={port})
+        backlog = [1, 2, 3, 4, 5]
+        pipe.observe_queue("pending", depth=lambda: len(backlog))
+        for i in range(10):
+            try:
+                with pipe.stage("convert", item_id=f"doc-{{i}}", enqueued_at=time.time() - 2):
+                    if i % 4 == 0:
+                        raise ValueError(i)
+            except ValueError:
+                pass
+        url = "http://127.0.0.1:{port}/metrics"
+        print(urllib.request.urlopen(url, timeout=5).read().decode())
+        platform_otel.shutdown()
+        """,
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+        },
+    )
+    assert result.rc == 0, result
+    series = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("pipeline_"):
+            key, _, value = line.rpartition(" ")
+            name, _, labels = key.partition("{")
+            wanted = ("outcome", "queue", "le")
+            label = ",".join(p for p in labels.rstrip("}").split(",") if p.startswith(wanted))
+            series[f"{name}{{{label}}}"] = float(value)
+    assert series['pipeline_items_total{outcome="failure"}'] == 3.0
+    assert series['pipeline_items_total{outcome="success"}'] == 7.0
+    assert series['pipeline_stage_duration_seconds_count{outcome="failure"}'] == 3.0
+    assert series['pipeline_stage_duration_seconds_count{outcome="success"}'] == 7.0
+    assert series["pipeline_lag_seconds_count{}"] == 10.0
+    assert series['pipeline_lag_seconds_bucket{le="1.0"}'] == 0.0
+    assert series['pipeline_lag_seconds_bucket{le="2.5"}'] == 10.0
+    assert series['pipeline_queue_depth{queue="pending"}'] == 5.0
+    assert series["pipeline_items_in_flight{}"] == 0.0

@@ -19,6 +19,7 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -86,7 +87,7 @@ def _doctor(as_json: bool) -> int:
         ok, detail = _reachable(cfg.endpoint)
         healthy &= ok
         endpoints.append({"signal": signal, "endpoint": cfg.endpoint, "protocol": cfg.protocol, "ok": ok, "detail": detail})
-    report = {
+    report: dict[str, Any] = {
         "settings": settings.as_dict(),
         "problems": [str(p) for p in settings.problems],
         "integrations": integrations,

@@ -25,7 +25,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry.sdk._logs.export import LogExportResult, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
+
+try:
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+except ImportError:  # SDK < 1.39
+    from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult  # type: ignore[assignment]
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricExporter,
@@ -97,7 +102,7 @@ class ResilientExporter:
         _state.exporting = True
         try:
             result = self._get_inner().export(items)
-        except Exception as exc:  # noqa: BLE001 - exporters must not raise into the SDK
+        except Exception as exc:
             result = self._failure
             error: object = exc
         else:
@@ -105,7 +110,7 @@ class ResilientExporter:
         finally:
             _state.exporting = False
         # Compare by name: the SDK's log exporters return LogRecordExportResult (1.35+),
-        # a different enum from the deprecated LogExportResult.
+        # a different enum from the deprecated LogRecordExportResult.
         if result == self._success or getattr(result, "name", None) == "SUCCESS":
             self.exported += count
             if self._failing:
@@ -172,11 +177,11 @@ class ResilientSpanExporter(ResilientExporter, SpanExporter):
 
 
 class ResilientLogExporter(ResilientExporter, LogRecordExporter):
-    _success = LogExportResult.SUCCESS
-    _failure = LogExportResult.FAILURE
+    _success = LogRecordExportResult.SUCCESS
+    _failure = LogRecordExportResult.FAILURE
 
-    def export(self, batch: Sequence[Any]) -> LogExportResult:
-        result: LogExportResult = self._call_export(batch, len(batch))
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        result: LogRecordExportResult = self._call_export(batch, len(batch))
         return result
 
     def shutdown(self) -> None:
@@ -252,7 +257,9 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
 
                 return OTLPSpanExporter(**kwargs)
             if signal == "metrics":
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                    OTLPMetricExporter,
+                )
 
                 return OTLPMetricExporter(**kwargs)
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -262,11 +269,15 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
 
         kwargs["compression"] = Compression(cfg.compression) if cfg.compression != "none" else Compression.NoCompression
         if signal == "traces":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpan
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HttpSpan,
+            )
 
             return HttpSpan(**kwargs)
         if signal == "metrics":
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetric
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter as HttpMetric,
+            )
 
             return HttpMetric(**kwargs)
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog

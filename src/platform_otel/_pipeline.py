@@ -822,10 +822,10 @@ class Stage:
             run._info = info
             run._metrics = m = resolved.metrics
             run._size = size
-            m.in_flight.add(size, info.attrs)
+            m.in_flight.add(size, info.attrs, context=run._ctx)
             if lags:
-                for lag in lags:
-                    m.lag.record(lag, info.attrs)
+                for lag in lags:  # context: exemplars point at the stage span
+                    m.lag.record(lag, info.attrs, context=run._ctx)
             run._t0 = time.perf_counter()
         except Exception:
             report_internal_error("pipeline.stage.start")
@@ -1007,9 +1007,10 @@ class StageRun:
             pipe = self._pipe
             assert pipe is not None
             attrs = pipe._outcome_attrs(info, outcome)
+            ctx = self._ctx  # exemplars point at the stage span, not at its parent
             counts = self._counts
             if counts is None:
-                m.items.add(self._size, attrs)
+                m.items.add(self._size, attrs, context=ctx)
                 span.set_attribute("pipeline.outcome", attrs["outcome"])
             else:
                 remaining = self._size - sum(counts.values())
@@ -1017,14 +1018,14 @@ class StageRun:
                     counts[outcome] = counts.get(outcome, 0) + remaining
                 for name, n in counts.items():
                     if n:
-                        m.items.add(n, pipe._outcome_attrs(info, name))
+                        m.items.add(n, pipe._outcome_attrs(info, name), context=ctx)
                 span.set_attribute("pipeline.outcome", attrs["outcome"])
                 span.set_attribute(
                     "pipeline.batch.outcomes",
                     ",".join(f"{k}={v}" for k, v in sorted(counts.items()) if v),
                 )
-            m.duration.record(duration, attrs)
-            m.in_flight.add(-self._size, info.attrs)
+            m.duration.record(duration, attrs, context=ctx)
+            m.in_flight.add(-self._size, info.attrs, context=ctx)
             span.end()
         except Exception:
             report_internal_error("pipeline.stage.finish")

@@ -168,14 +168,15 @@ def _sampler(settings: Settings) -> Any:
     from opentelemetry.sdk.trace import sampling
 
     arg = 1.0 if settings.sampler_arg is None else settings.sampler_arg
-    return {
+    factories: dict[str, Callable[[], Any]] = {
         "always_on": lambda: sampling.ALWAYS_ON,
         "always_off": lambda: sampling.ALWAYS_OFF,
         "traceidratio": lambda: sampling.TraceIdRatioBased(arg),
         "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
         "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
         "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(arg)),
-    }[settings.sampler]()
+    }
+    return factories[settings.sampler]()
 
 
 def _install_propagators(settings: Settings) -> None:
@@ -213,7 +214,11 @@ def _install_propagators(settings: Settings) -> None:
 
 
 def _exemplar_filter(name: str) -> Any:
-    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, TraceBasedExemplarFilter
+    from opentelemetry.sdk.metrics import (
+        AlwaysOffExemplarFilter,
+        AlwaysOnExemplarFilter,
+        TraceBasedExemplarFilter,
+    )
 
     return {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter}.get(
         name, TraceBasedExemplarFilter

@@ -10,6 +10,7 @@ Tools:
 * ``convert(text)``: opens its own span ``convert.work`` and returns the ids of
   the span that was current when the handler started (the server span) and of
   its own span, as JSON, so tests can check the handler's parentage.
+* ``echo_meta()``: returns the request's ``_meta`` as received.
 * ``fail(text)``: raises, which the SDK turns into a result with ``isError``.
 """
 
@@ -24,6 +25,11 @@ from typing import Any
 from opentelemetry import trace
 
 import platform_otel
+
+try:  # the handler-context type the SDK injects into tools that ask for it
+    from mcp.server.mcpserver import Context  # mcp 2.x
+except ImportError:
+    from mcp.server.fastmcp import Context  # mcp 1.x
 
 __all__ = ["build_server", "main"]
 
@@ -50,6 +56,14 @@ def build_server() -> Any:
         with tracer.start_as_current_span("convert.work") as work:
             inner = _ids(work)
             return json.dumps({"handler": handler, "inner": inner, "text": text.upper()})
+
+    @server.tool()
+    def echo_meta(ctx: Context) -> str:  # type: ignore[type-arg]
+        """Return the request's ``_meta`` as the server received it."""
+        meta: Any = ctx.request_context.meta
+        if hasattr(meta, "model_dump"):
+            meta = meta.model_dump(by_alias=True, exclude_none=True)
+        return json.dumps(dict(meta or {}))
 
     @server.tool()
     def fail(text: str) -> str:

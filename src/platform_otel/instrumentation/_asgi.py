@@ -145,7 +145,9 @@ class ServerTelemetry:
             self._textmap = textmap
         return self._fields
 
-    def _server(self, host: bytes | None, scope: Scope, scheme: str) -> tuple[str | None, int | None]:
+    def _server(
+        self, host: bytes | None, scope: Scope, scheme: str
+    ) -> tuple[str | None, int | None]:
         if host is not None:
             key = (host, scheme)
             hit = self._hosts.get(key)
@@ -262,7 +264,9 @@ class ServerTelemetry:
                 if late:
                     span.set_attributes(late)
             # Recorded while the span is current: exemplars point at this request.
-            self.duration.record(elapsed, self._metric_attributes(method, route, status, scheme, error))
+            self.duration.record(
+                elapsed, self._metric_attributes(method, route, status, scheme, error)
+            )
             span.end()
         finally:
             otel_context.detach(token)

@@ -113,8 +113,6 @@ def instrument(ctx: InstrumentationContext) -> str | None:
         impl = "lean"
     import fastapi
 
-    if not hasattr(fastapi.FastAPI, "__call__"):  # pragma: no cover - defensive
-        return "fastapi.FastAPI has no __call__ to hook"
     if impl == "native":
         _mode = impl
         return None
@@ -147,7 +145,10 @@ def uninstrument() -> None:
     import fastapi
 
     call = fastapi.FastAPI.__dict__.get("__call__")
-    if isinstance(call, wrapt.FunctionWrapper) and call._self_wrapper in (_lean_call, _official_call):
+    if isinstance(call, wrapt.FunctionWrapper) and call._self_wrapper in (
+        _lean_call,
+        _official_call,
+    ):
         fastapi.FastAPI.__call__ = call.__wrapped__  # type: ignore[method-assign]
     if _mode == "official":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -125,7 +125,7 @@ def _install_format() -> None:
     original = logging.Handler.format
     _state.old_format = original
 
-    def format(self: logging.Handler, record: logging.LogRecord) -> str:  # noqa: A001
+    def format(self: logging.Handler, record: logging.LogRecord) -> str:
         if _state.json_mode:
             try:
                 return _json_line(record)

@@ -506,6 +506,7 @@ async def _v1_respond(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs
 
 def _instrument_v2(state: _State) -> None:
     # The SDK's spans: same tracer name, but from our provider instead of the global one.
+    _set_attr(state, "mcp.shared._otel", "_tracer", state.tracer)
     _patch(state, "mcp.client.session", "ClientSession.send_request", _v2_send_request)
     _patch(state, "mcp.client.session", "ClientSession.__aenter__", _v2_client_enter)
     _patch(state, "mcp.client.session", "ClientSession.__aexit__", _v2_client_exit)
