@@ -76,7 +76,7 @@ def test_outage_logs_one_warning_and_recovery_logs_once(caplog: pytest.LogCaptur
     messages = [r.getMessage() for r in caplog.records if r.name == "platform_otel"]
     warnings = [m for m in messages if "cannot export traces to http://collector:4317" in m]
     assert len(warnings) == 1, messages
-    assert sum("exporting traces to http://collector:4317 (grpc) again" in m for m in messages) == 1
+    assert sum("exporting to http://collector:4317 (grpc) again" in m for m in messages) == 1
     assert exp.dropped == 21 and exp.exported == 1
     assert all(entry == "export in_export=True" for entry in log)
     assert not in_export()
@@ -92,3 +92,16 @@ def test_shutdown_caps_the_retry_budget_of_the_final_export() -> None:
     # After an outage, the final flush does not even try: the process exits promptly.
     assert exp.export([2]) == SpanExportResult.FAILURE
     assert exp.dropped == 2
+
+
+def test_one_warning_per_endpoint_across_signals(caplog: pytest.LogCaptureFixture) -> None:
+    """Traces and logs failing against the same collector give one warning, not two."""
+    from platform_otel._exporters import ResilientLogExporter
+
+    spans = ResilientSpanExporter("traces", "shared-endpoint", lambda: FlakyExporter([]))
+    logs = ResilientLogExporter("logs", "shared-endpoint", lambda: FlakyExporter([]))
+    with caplog.at_level(logging.WARNING, logger="platform_otel"):
+        spans.export([1])
+        logs.export([1])
+        spans.export([1])
+    assert sum("shared-endpoint" in r.getMessage() for r in caplog.records) == 1

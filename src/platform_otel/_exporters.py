@@ -60,8 +60,34 @@ def mute_sdk_exporter_logs() -> None:
             lg.setLevel(logging.CRITICAL)
 
 
-class _Failure(Exception):
-    pass
+# One warning per endpoint, not per signal: traces, metrics and logs usually share one
+# collector, and "collector is down" is one fact for the operator.
+_outages: dict[str, set[str]] = {}
+_outages_lock = threading.Lock()
+
+
+def _outage_started(target: str, signal: str, error: object) -> None:
+    with _outages_lock:
+        signals = _outages.setdefault(target, set())
+        first = not signals
+        signals.add(signal)
+    if first:
+        logger.warning(
+            "platform-otel: cannot export %s to %s%s; telemetry is dropped until it "
+            "answers (retrying in the background, no further warnings)",
+            signal,
+            target,
+            f" ({error!r})" if error else "",
+        )
+
+
+def _outage_ended(target: str, signal: str) -> None:
+    with _outages_lock:
+        signals = _outages.get(target, set())
+        signals.discard(signal)
+        last = not signals
+    if last:
+        logger.info("platform-otel: exporting to %s again", target)
 
 
 class ResilientExporter:
@@ -115,18 +141,12 @@ class ResilientExporter:
             self.exported += count
             if self._failing:
                 self._failing = False
-                logger.info("platform-otel: exporting %s to %s again", self._signal, self._target)
+                _outage_ended(self._target, self._signal)
         else:
             self.dropped += count
             if not self._failing:
                 self._failing = True
-                logger.warning(
-                    "platform-otel: cannot export %s to %s%s; telemetry is dropped until it "
-                    "answers (retrying in the background, no further warnings)",
-                    self._signal,
-                    self._target,
-                    f" ({error!r})" if error else "",
-                )
+                _outage_started(self._target, self._signal, error)
         return result
 
     def begin_shutdown(self, deadline: float) -> None:
