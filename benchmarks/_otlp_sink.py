@@ -8,7 +8,7 @@ exporters do their real work (serialise, send over gRPC) at a negligible cost
 on the receiving side.
 
 Run: ``python benchmarks/_otlp_sink.py [--port N]``; it prints ``PORT <n>`` once
-listening and ``COUNTS {...}`` on SIGTERM/SIGINT.
+listening, ``COUNTS {...}`` on SIGUSR1 and once more on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -65,11 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     server, port, counts = start(args.port)
     print(f"PORT {port}", flush=True)
     done = threading.Event()
+
+    def report(*_: object) -> None:
+        summary = {k: {"requests": v[0], "bytes": v[1]} for k, v in counts.items()}
+        print("COUNTS " + json.dumps(summary), flush=True)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    signal.signal(signal.SIGUSR1, report)
+    while not done.wait(0.2):
+        pass
     server.stop(0)
-    print("COUNTS " + json.dumps({k: {"requests": v[0], "bytes": v[1]} for k, v in counts.items()}), flush=True)
+    report()
     return 0
 
 

@@ -35,7 +35,7 @@ from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import mcp as mcp_integration
 from tests.support.documented import assert_documented
 from tests.support.fixtures import REPO_ROOT, Server, child_env, otel_env, start_process
-from tests.support.otlp_receiver import ExportedPoint, ExportedSpan, OtlpReceiver
+from tests.support.otlp_receiver import ExportedLog, ExportedPoint, ExportedSpan, OtlpReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -72,7 +72,9 @@ class Telemetry:
         for rm in data.resource_metrics if data else []:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    out.extend((metric.name, dict(p.attributes or {}), p) for p in metric.data.data_points)
+                    out.extend(
+                        (metric.name, dict(p.attributes or {}), p) for p in metric.data.data_points
+                    )
         return out
 
 
@@ -85,7 +87,9 @@ def _providers() -> Telemetry:
 
 
 def _ctx(t: Telemetry) -> InstrumentationContext:
-    settings: Any = SimpleNamespace(service_name="mcp-test-client", capture_content=False, environment="test")
+    settings: Any = SimpleNamespace(
+        service_name="mcp-test-client", capture_content=False, environment="test"
+    )
     return InstrumentationContext(settings, t.tracer_provider, t.meter_provider, None)
 
 
@@ -123,18 +127,23 @@ class Run:
     client_points: list[tuple[str, dict[str, Any], Any]]
     server_spans: list[ExportedSpan]
     server_points: list[ExportedPoint]
+    server_logs: list[ExportedLog]
     server_output: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def client_span(self, method: str, target: str | None = None) -> ReadableSpan:
         name = _client_span_name(method, target)
         found = [s for s in self.client_spans if s.name == name and s.kind is SpanKind.CLIENT]
-        assert len(found) == 1, f"expected one client span {name!r}, got {[s.name for s in self.client_spans]}"
+        assert len(found) == 1, (
+            f"expected one client span {name!r}, got {[s.name for s in self.client_spans]}"
+        )
         return found[0]
 
     def server_span(self, name: str) -> ExportedSpan:
         found = [s for s in self.server_spans if s.name == name and s.kind == "SERVER"]
-        assert len(found) == 1, f"expected one server span {name!r}, got {[s.name for s in self.server_spans]}"
+        assert len(found) == 1, (
+            f"expected one server span {name!r}, got {[s.name for s in self.server_spans]}"
+        )
         return found[0]
 
 
@@ -145,12 +154,18 @@ async def _connect(transport: str, target: Any, errlog: Any) -> AsyncIterator[An
     if transport == "stdio":
         from mcp.client.stdio import stdio_client
 
-        async with stdio_client(target, errlog=errlog) as streams, ClientSession(streams[0], streams[1]) as session:
+        async with (
+            stdio_client(target, errlog=errlog) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
             yield session
     else:
         from mcp.client.streamable_http import streamable_http_client
 
-        async with streamable_http_client(target) as streams, ClientSession(streams[0], streams[1]) as session:
+        async with (
+            streamable_http_client(target) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
             yield session
 
 
@@ -167,7 +182,10 @@ async def _session(transport: str, target: Any, errlog: Any) -> tuple[dict[str, 
 def _wait_server_flushed(receiver: OtlpReceiver) -> None:
     """The server exports its session metric at exit; wait for it (and so for everything before)."""
     receiver.wait_for(
-        lambda r: [p for p in r.metrics() if p.name == "mcp.server.session.duration" and p.count],
+        lambda r: (
+            [p for p in r.metrics() if p.name == "mcp.server.session.duration" and p.count]
+            and [x for x in r.logs() if str(x.body).startswith("converting ")]
+        ),
         timeout=15,
     )
 
@@ -204,6 +222,7 @@ def _run(transport: str, tmp_path: Path) -> Run:
                 t.points(),
                 receiver.spans(),
                 _latest(receiver.metrics()),
+                receiver.logs(),
                 output,
             )
     finally:
@@ -260,6 +279,13 @@ def test_tool_handler_spans_are_children_of_server_span(run: Run) -> None:
     assert work.trace_id == server.trace_id
 
 
+def test_tool_handler_logs_carry_the_server_span(run: Run) -> None:
+    """A log record written inside the tool handler is exported with the server span's trace and span id."""
+    server = run.server_span("tools/call convert")
+    logs = [r for r in run.server_logs if str(r.body).startswith("converting ")]
+    assert [(r.trace_id, r.span_id) for r in logs] == [(server.trace_id, server.span_id)]
+
+
 def test_no_duplicate_spans(run: Run) -> None:
     """Each request yields exactly one client span and one server span (no double instrumentation)."""
     client = Counter((s.name, s.kind) for s in run.client_spans)
@@ -267,10 +293,16 @@ def test_no_duplicate_spans(run: Run) -> None:
     assert client and all(n == 1 for n in client.values()), client
     assert server and all(n == 1 for n in server.values()), server
     # one server span per traced client request, and vice versa (same trace ids)
-    client_traces = {_hex(s.context.trace_id, 32) for s in run.client_spans if s.kind is SpanKind.CLIENT}
-    server_traces = {s.trace_id for s in run.server_spans if s.scope in MCP_SCOPES and s.parent_span_id}
+    client_traces = {
+        _hex(s.context.trace_id, 32) for s in run.client_spans if s.kind is SpanKind.CLIENT
+    }
+    server_traces = {
+        s.trace_id for s in run.server_spans if s.scope in MCP_SCOPES and s.parent_span_id
+    }
     assert server_traces <= client_traces
-    assert {_hex(run.client_span("tools/call", n).context.trace_id, 32) for n in ("convert", "fail")} <= server_traces
+    assert {
+        _hex(run.client_span("tools/call", n).context.trace_id, 32) for n in ("convert", "fail")
+    } <= server_traces
     # every span of the tool-call trace: client, server, handler; nothing doubled
     trace_id = _hex(run.client_span("tools/call", "convert").context.trace_id, 32)
     in_trace = [s.name for s in run.server_spans if s.trace_id == trace_id]
@@ -288,13 +320,16 @@ def test_tool_error_marks_spans_and_metrics(run: Run) -> None:
         assert client.attributes["error.type"] == "tool_error"
         assert client.status.status_code is StatusCode.ERROR
     failed_client = [
-        a for name, a, _ in run.client_points
+        a
+        for name, a, _ in run.client_points
         if name == "mcp.client.operation.duration" and a.get("gen_ai.tool.name") == "fail"
     ]
     assert [a.get("error.type") for a in failed_client] == ["tool_error"]
     failed_server = [
-        p for p in run.server_points
-        if p.name == "mcp.server.operation.duration" and p.attributes.get("gen_ai.tool.name") == "fail"
+        p
+        for p in run.server_points
+        if p.name == "mcp.server.operation.duration"
+        and p.attributes.get("gen_ai.tool.name") == "fail"
     ]
     assert [p.attributes.get("error.type") for p in failed_server] == ["tool_error"]
     ok = run.server_span("tools/call convert")
@@ -304,7 +339,9 @@ def test_tool_error_marks_spans_and_metrics(run: Run) -> None:
 
 def test_operation_and_session_metrics(run: Run) -> None:
     """Both sides record operation and session durations, in seconds, with the MCP buckets and bounded attributes."""
-    client = {(n, a.get("mcp.method.name"), a.get("gen_ai.tool.name")): p for n, a, p in run.client_points}
+    client = {
+        (n, a.get("mcp.method.name"), a.get("gen_ai.tool.name")): p for n, a, p in run.client_points
+    }
     convert = client[("mcp.client.operation.duration", "tools/call", "convert")]
     assert convert.count == 1
     assert 0 < convert.sum < 30
@@ -313,14 +350,17 @@ def test_operation_and_session_metrics(run: Run) -> None:
     assert [p.count for p in sessions] == [1]
 
     server = [
-        p for p in run.server_points
+        p
+        for p in run.server_points
         if p.name == "mcp.server.operation.duration"
         and p.attributes.get("gen_ai.tool.name") == "convert"
     ]
     assert [p.count for p in server] == [1]
     assert server[0].explicit_bounds == BUCKETS
     assert server[0].unit == "s"
-    assert server[0].attributes["network.transport"] == ("pipe" if run.transport == "stdio" else "tcp")
+    assert server[0].attributes["network.transport"] == (
+        "pipe" if run.transport == "stdio" else "tcp"
+    )
     server_sessions = [p for p in run.server_points if p.name == "mcp.server.session.duration"]
     assert sum(p.count or 0 for p in server_sessions) >= 1
 
@@ -402,7 +442,9 @@ async def _in_process_call(calls: int = 1, meta: dict[str, Any] | None = None) -
 
 
 def _tool_spans(spans: list[ReadableSpan]) -> Counter[tuple[str, SpanKind]]:
-    return Counter((s.name, s.kind) for s in spans if "convert" in s.name and s.name != "convert.work")
+    return Counter(
+        (s.name, s.kind) for s in spans if "convert" in s.name and s.name != "convert.work"
+    )
 
 
 def test_spans_go_through_the_given_provider_and_instrument_is_idempotent() -> None:
@@ -422,7 +464,11 @@ def test_spans_go_through_the_given_provider_and_instrument_is_idempotent() -> N
     client = [s for s in t.spans() if s.kind is SpanKind.CLIENT and "convert" in s.name]
     server = [s for s in t.spans() if s.kind is SpanKind.SERVER and "convert" in s.name]
     assert {s.parent.span_id for s in server if s.parent} == {s.context.span_id for s in client}
-    durations = [p for n, a, p in t.points() if n == "mcp.client.operation.duration" and a.get("gen_ai.tool.name")]
+    durations = [
+        p
+        for n, a, p in t.points()
+        if n == "mcp.client.operation.duration" and a.get("gen_ai.tool.name")
+    ]
     assert [p.count for p in durations] == [2]
 
 
@@ -438,7 +484,9 @@ def test_uninstrument_restores_the_library() -> None:
 
 
 @pytest.mark.parametrize("fake", [(1, 8, "1.8.1"), (3, 0, "3.0.0"), (0, 9, "0.9.1")])
-def test_unsupported_version_is_declined(monkeypatch: pytest.MonkeyPatch, fake: tuple[int, int, str]) -> None:
+def test_unsupported_version_is_declined(
+    monkeypatch: pytest.MonkeyPatch, fake: tuple[int, int, str]
+) -> None:
     """An mcp outside 1.x (>= 1.9) and 2.x is not patched; instrument() returns the reason instead."""
     monkeypatch.setattr(mcp_integration, "_installed_version", lambda: fake)
     t = _providers()
@@ -458,7 +506,12 @@ def test_importing_platform_otel_does_not_import_mcp() -> None:
         "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
@@ -467,7 +520,9 @@ def test_importing_platform_otel_does_not_import_mcp() -> None:
 def test_existing_meta_is_kept_and_context_injected_once(upstream: bool) -> None:
     """Caller-supplied _meta keys survive; a traceparent already in _meta is never overwritten or doubled."""
     if upstream and MCP_MAJOR >= 2:
-        pytest.skip("mcp 2.x injects _meta itself (its own behaviour; platform-otel does not inject on 2.x)")
+        pytest.skip(
+            "mcp 2.x injects _meta itself (its own behaviour; platform-otel does not inject on 2.x)"
+        )
     foreign_trace, foreign_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
     meta: dict[str, Any] = {"tenant": "t-1"}
     if upstream:
@@ -484,7 +539,10 @@ def test_existing_meta_is_kept_and_context_injected_once(upstream: bool) -> None
     assert server.parent is not None
     if upstream:
         assert received["traceparent"] == meta["traceparent"]
-        assert (_hex(server.context.trace_id, 32), _hex(server.parent.span_id, 16)) == (foreign_trace, foreign_span)
+        assert (_hex(server.context.trace_id, 32), _hex(server.parent.span_id, 16)) == (
+            foreign_trace,
+            foreign_span,
+        )
     else:
         ours = f"00-{_hex(client.context.trace_id, 32)}-{_hex(client.context.span_id, 16)}-"
         assert received["traceparent"].startswith(ours)

@@ -17,12 +17,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures
+from tests.support.fixtures import (
     REPO_ROOT,
     child_env,
     free_port,
-    otlp_grpc_receiver,
-    otlp_http_receiver,
 )
 from tests.support.otlp_receiver import OtlpReceiver
 

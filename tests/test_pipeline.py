@@ -261,6 +261,10 @@ def test_decorator_on_all_function_kinds(env: Env) -> None:
     def failing() -> None:
         raise Boom("no")
 
+    @pipe.stage  # bare: the stage is named after the function
+    def bare(x: int) -> int:
+        return x * 2
+
     async def drive() -> tuple[int, list[int]]:
         return await async_fn(1), [i async for i in agen_fn(3)]
 
@@ -270,6 +274,7 @@ def test_decorator_on_all_function_kinds(env: Env) -> None:
     with pytest.raises(Boom, match="no"):
         failing()
     assert sync_fn.__name__ == "sync_fn"
+    assert bare(2) == 4
     outcomes = {
         s.attributes["pipeline.stage"]: s.attributes["pipeline.outcome"] for s in env.spans()
     }
@@ -279,13 +284,14 @@ def test_decorator_on_all_function_kinds(env: Env) -> None:
         "gen": "success",
         "agen": "success",
         "sync-fail": "failure",
+        "bare": "success",
     }
     assert (
         next(s for s in env.spans() if s.name == "ingest sync").attributes["pipeline.item.id"]
         == "a"
     )
     in_flight = [p.value for n, _, p in env.points() if n == "pipeline.items.in_flight"]
-    assert in_flight == [0] * 5
+    assert in_flight == [0] * 6
     env.check_documented()
 
 
@@ -464,6 +470,11 @@ def test_batch_stage_counts_items_per_outcome(env: Env) -> None:
     assert spans[0].attributes["pipeline.batch.outcomes"] == "failure=3,success=7"
     duration = [p.count for n, _, p in env.points() if n == "pipeline.stage.duration"]
     assert sum(duration) == 2  # one observation per batch
+    now = time.time()
+    with pipe.batch("embed", size=3, enqueued_at=[now - 1, now - 2, now - 3]):
+        pass
+    lag = env.point("pipeline.lag", pipeline="ingest", stage="embed")
+    assert lag.count == 3 and lag.sum == pytest.approx(6.0, abs=0.5)  # one per item
     env.check_documented()
 
 
@@ -681,3 +692,50 @@ def test_init_prometheus_endpoint_serves_pipeline_metrics(run_python: Any) -> No
     assert series['pipeline_lag_seconds_bucket{le="2.5"}'] == 10.0
     assert series['pipeline_queue_depth{queue="pending"}'] == 5.0
     assert series["pipeline_items_in_flight{}"] == 0.0
+
+
+async def test_cancelled_task_counts_as_cancelled_not_failure(env: Env) -> None:
+    """A stage whose asyncio task is cancelled counts outcome 'cancelled' and is not an error."""
+    pipe = env.pipe()
+    started = asyncio.Event()
+
+    async def work() -> None:
+        async with pipe.stage("convert"):
+            started.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert env.counts() == {"cancelled": 1}
+    (span,) = env.spans()
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_threads_sharing_a_decorated_stage_count_exactly(env: Env) -> None:
+    """Many threads running one decorated stage give exact counts and one span per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = env.pipe()
+
+    @pipe.stage("convert", item_id=lambda i: i)
+    def convert(i: int) -> int:
+        if i % 10 == 0:
+            raise Boom(i)
+        return i
+
+    def call(i: int) -> str:
+        try:
+            convert(i)
+        except Boom:
+            return "failure"
+        return "success"
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(200)))
+    assert results.count("failure") == 20
+    assert env.counts() == {"success": 180, "failure": 20}
+    assert len({s.attributes["pipeline.item.id"] for s in env.spans()}) == 200
+    assert env.point("pipeline.items.in_flight", pipeline="ingest", stage="convert").value == 0

@@ -16,10 +16,21 @@ from ._config import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from ._pipeline import Pipeline
+    from ._pipeline import Pipeline, QueueObservation, Stage, StageRun
     from ._telemetry import Telemetry
 
-__all__ = ["ConfigError", "Pipeline", "Telemetry", "get_telemetry", "init", "pipeline", "shutdown"]
+__all__ = [
+    "ConfigError",
+    "Pipeline",
+    "QueueObservation",
+    "Stage",
+    "StageRun",
+    "Telemetry",
+    "get_telemetry",
+    "init",
+    "pipeline",
+    "shutdown",
+]
 __version__ = "0.1.0"
 
 
@@ -85,8 +96,8 @@ def __getattr__(name: str) -> Any:
         from ._telemetry import Telemetry
 
         return Telemetry
-    if name == "Pipeline":
-        from ._pipeline import Pipeline
+    if name in ("Pipeline", "Stage", "StageRun", "QueueObservation"):
+        from . import _pipeline
 
-        return Pipeline
+        return getattr(_pipeline, name)
     raise AttributeError(f"module 'platform_otel' has no attribute {name!r}")

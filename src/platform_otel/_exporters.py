@@ -90,6 +90,26 @@ def _outage_ended(target: str, signal: str) -> None:
         logger.info("platform-otel: exporting to %s again", target)
 
 
+# Building an exporter imports grpc/requests in an export thread. A fork() while another
+# thread is half-way through such an import leaves the child a partially initialised
+# module ("cannot import name 'Compression' from partially initialized module 'grpc'",
+# seen with gunicorn --preload). One lock serialises the builds and fork() waits for it.
+_build_lock = threading.Lock()
+_fork_guard_installed = False
+
+
+def _install_fork_guard() -> None:
+    global _fork_guard_installed
+    if _fork_guard_installed or not hasattr(os, "register_at_fork"):
+        return
+    _fork_guard_installed = True
+    os.register_at_fork(
+        before=_build_lock.acquire,
+        after_in_parent=_build_lock.release,
+        after_in_child=_build_lock.release,
+    )
+
+
 class ResilientExporter:
     """Shared machinery; subclassed per signal so the SDK sees the right base class."""
 
@@ -112,7 +132,7 @@ class ResilientExporter:
     def _get_inner(self) -> Any:
         pid = os.getpid()
         if self._inner is None or self._pid != pid:
-            with self._lock:
+            with _build_lock:
                 if self._inner is None or self._pid != pid:
                     self._inner = self._factory()
                     self._pid = pid
@@ -333,6 +353,7 @@ _CLASSES: dict[str, type[ResilientExporter]] = {
 def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
     """The push exporters configured for ``signal`` (``prometheus`` is a reader, not here)."""
     cfg: SignalSettings = getattr(settings, signal)
+    _install_fork_guard()
     out: list[ResilientExporter] = []
     for name in cfg.exporters:
         if name == "otlp":

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextvars import ContextVar, Token
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -79,6 +79,9 @@ LAG_BUCKETS = (
 
 # Epoch seconds above this (year ~5138) are almost surely milliseconds or nanoseconds.
 _MAX_EPOCH_S = 1e11
+
+# Recording with an empty context keeps exemplars off in-flight adds (they explain nothing).
+_NO_EXEMPLAR = otel_context.Context()
 
 # Innermost active stage run in this thread / asyncio task.
 _CURRENT: ContextVar[StageRun | None] = ContextVar("platform_otel_pipeline_run", default=None)
@@ -369,6 +372,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- stages
 
+    @overload
     def stage(
         self,
         name: str,
@@ -378,8 +382,24 @@ class Pipeline:
         carrier: Any = None,
         link: bool = False,
         batch_size: int | None = None,
-    ) -> Stage:
+    ) -> Stage: ...
+
+    @overload
+    def stage(self, name: F) -> F: ...
+
+    def stage(
+        self,
+        name: Any,
+        *,
+        item_id: Any = None,
+        enqueued_at: Any = None,
+        carrier: Any = None,
+        link: bool = False,
+        batch_size: int | None = None,
+    ) -> Any:
         """A stage: use as ``with``/``async with`` (yields a :class:`StageRun`) or as a decorator.
+
+        Bare ``@pipe.stage`` (no call) names the stage after the decorated function.
 
         ``item_id`` goes on the span (never on metrics). ``enqueued_at`` (epoch seconds,
         aware datetime or ISO 8601 text) gives ``pipeline.lag``. ``carrier`` (message headers
@@ -388,6 +408,10 @@ class Pipeline:
         span for ``n`` items. In decorator form each of ``item_id``, ``enqueued_at`` and
         ``carrier`` may be a callable receiving the decorated function's arguments.
         """
+        if callable(name) and not isinstance(name, str):
+            return Stage(self, getattr(name, "__name__", "stage"), None, None, None, False, None)(
+                name
+            )
         return Stage(self, name, item_id, enqueued_at, carrier, link, batch_size)
 
     def batch(
@@ -818,15 +842,16 @@ class Stage:
             run._span = span = resolved.tracer.start_span(
                 info.span_name, context=parent, kind=kind, attributes=attrs, links=links
             )
+            run._t0 = time.perf_counter()
             run._ctx = trace.set_span_in_context(span, parent)
             run._info = info
-            run._metrics = m = resolved.metrics
             run._size = size
-            m.in_flight.add(size, info.attrs, context=run._ctx)
+            m = resolved.metrics
+            m.in_flight.add(size, info.attrs, context=_NO_EXEMPLAR)
+            run._metrics = m  # set once in_flight is up, so finish brings it back down
             if lags:
                 for lag in lags:  # context: exemplars point at the stage span
                     m.lag.record(lag, info.attrs, context=run._ctx)
-            run._t0 = time.perf_counter()
         except Exception:
             report_internal_error("pipeline.stage.start")
         return run
@@ -988,7 +1013,9 @@ class StageRun:
         self._done = True
         span, info, m = self._span, self._info, self._metrics
         if span is None or info is None or m is None:
-            return  # start failed: nothing to end
+            if span is not None:  # start failed half-way: at least end the span
+                span.end()
+            return
         try:
             duration = time.perf_counter() - self._t0
             outcome = self._outcome
@@ -1025,7 +1052,7 @@ class StageRun:
                     ",".join(f"{k}={v}" for k, v in sorted(counts.items()) if v),
                 )
             m.duration.record(duration, attrs, context=ctx)
-            m.in_flight.add(-self._size, info.attrs, context=ctx)
+            m.in_flight.add(-self._size, info.attrs, context=_NO_EXEMPLAR)
             span.end()
         except Exception:
             report_internal_error("pipeline.stage.finish")

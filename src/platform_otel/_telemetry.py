@@ -447,6 +447,7 @@ def _after_fork_in_child() -> None:
     try:
         if telemetry.resource is not None:
             refresh_after_fork(telemetry.resource)
+            _push_identity(telemetry)
         _reset_metric_state(telemetry.meter_provider)
         telemetry._prometheus_server = None  # its thread did not survive the fork; the port is the parent's
         import sys
@@ -459,6 +460,27 @@ def _after_fork_in_child() -> None:
             mp_util.register_after_fork(telemetry, _register_mp_finalizer)
     except Exception:
         report_internal_error("after fork")
+
+
+def _push_identity(telemetry: Telemetry) -> None:
+    """Hand the child's identity to the providers.
+
+    SDK >= 1.4x providers have their own after-fork hook, registered before ours,
+    that replaces their resource with a *copy* (merged with a new SDK-made
+    instance id): refreshing our shared object in place no longer reaches them,
+    and ``process.pid`` would stay the parent's. Merge our identity into each.
+    """
+    assert telemetry.resource is not None
+    identity = Resource(
+        {
+            "service.instance.id": telemetry.resource.attributes["service.instance.id"],
+            "process.pid": telemetry.resource.attributes["process.pid"],
+        }
+    )
+    for provider in (telemetry.tracer_provider, telemetry.meter_provider, telemetry.logger_provider):
+        update = getattr(provider, "_update_resource", None)
+        if update is not None and telemetry.owns_providers:
+            update(identity)
 
 
 def _register_mp_finalizer(telemetry: Telemetry) -> None:

@@ -6,9 +6,8 @@ import socket
 
 import pytest
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures
+from tests.support.fixtures import (
     otel_env,
-    otlp_grpc_receiver,
     run_python,
 )
 from tests.support.otlp_receiver import OtlpReceiver
@@ -29,7 +28,12 @@ print("APP_DONE", flush=True)
 CASES = [
     ({"OTEL_EXPORTER_OTLP_PROTOCOL": "bogus"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "bogus", "grpc"),
     ({"OTEL_METRIC_EXPORT_INTERVAL": "abc"}, "OTEL_METRIC_EXPORT_INTERVAL", "abc", "60000"),
-    ({"OTEL_METRICS_EXEMPLAR_FILTER": "nope"}, "OTEL_METRICS_EXEMPLAR_FILTER", "nope", "trace_based"),
+    (
+        {"OTEL_METRICS_EXEMPLAR_FILTER": "nope"},
+        "OTEL_METRICS_EXEMPLAR_FILTER",
+        "nope",
+        "trace_based",
+    ),
     (
         {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
         "OTEL_TRACES_SAMPLER_ARG",

@@ -14,12 +14,10 @@ import time
 
 import pytest
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures
+from tests.support.fixtures import (
     Completed,
     free_port,
     otel_env,
-    otlp_grpc_receiver,
-    otlp_http_receiver,
     run_python,
 )
 from tests.support.otlp_receiver import OtlpReceiver
@@ -84,7 +82,9 @@ def test_no_collector_is_fast_quiet_and_exits_cleanly(protocol: str) -> None:
     assert result.duration < 6.0, f"the run took too long ({result.duration:.1f}s)\n{result}"
     _no_traceback(result)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected exactly one warning line on stderr, got {len(lines)}:\n{result}"
+    assert len(lines) == 1, (
+        f"expected exactly one warning line on stderr, got {len(lines)}:\n{result}"
+    )
     assert str(port) in lines[0], f"the warning should name the endpoint:\n{result}"
 
 
@@ -146,6 +146,12 @@ def test_signals_arrive_with_resource_and_correlated_logs(
     assert outside[0].trace_id == ""
     assert inside[0].resource["service.instance.id"] == resource["service.instance.id"]
     assert inside[0].severity_text.upper().startswith("WARN")
+
+    assert {s.scope for s in receiver.spans()} == {"app"}, "spans from the export itself"
+    noise = [
+        line for line in result.stderr.splitlines() if line.strip() and "side span" not in line
+    ]
+    assert not noise, f"unexpected stderr output:\n{result}"
 
     stderr_lines = [line for line in result.stderr.splitlines() if "inside span" in line]
     assert len(stderr_lines) == 1, f"log line printed {len(stderr_lines)} times:\n{result}"

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import (  # noqa: F401 - fixtures
+from tests.support.fixtures import (
     Server,
     free_port,
     http_get,
     otel_env,
-    otlp_grpc_receiver,
-    otlp_http_receiver,
     run_python,
     start_process,
     wait_http,
@@ -83,7 +81,9 @@ def _assert_per_worker_telemetry(
 
     def complete(r: OtlpReceiver) -> bool:
         span_pids = {s.resource.get("process.pid") for s in r.spans() if s.name == "forky.work"}
-        log_pids = {lg.resource.get("process.pid") for lg in r.logs() if "handled by" in str(lg.body)}
+        log_pids = {
+            lg.resource.get("process.pid") for lg in r.logs() if "handled by" in str(lg.body)
+        }
         latest: dict[int, float] = {}
         for p in r.metrics():
             if p.name == "forky.hits":
@@ -98,23 +98,31 @@ def _assert_per_worker_telemetry(
         receiver.wait_for(complete, 15)
     except AssertionError as exc:
         hits = [
-            (p.resource.get("process.pid"), p.value) for p in receiver.metrics() if p.name == "forky.hits"
+            (p.resource.get("process.pid"), p.value)
+            for p in receiver.metrics()
+            if p.name == "forky.hits"
         ]
-        raise AssertionError(f"{exc}\nserved={dict(served)} forky.hits points={hits[-12:]}\n{server}") from None
+        raise AssertionError(
+            f"{exc}\nserved={dict(served)} forky.hits points={hits[-12:]}\n{server}"
+        ) from None
 
     instance_ids: dict[int, set[str]] = {}
     for item in [*receiver.spans(), *receiver.logs(), *receiver.metrics()]:
         pid = item.resource.get("process.pid")
         instance_ids.setdefault(pid, set()).add(item.resource["service.instance.id"])
     for pid in served:
-        assert len(instance_ids[pid]) == 1, f"worker {pid} used several instance ids: {instance_ids}"
+        assert len(instance_ids[pid]) == 1, (
+            f"worker {pid} used several instance ids: {instance_ids}"
+        )
     ids = [next(iter(instance_ids[pid])) for pid in served]
     assert len(set(ids)) == len(ids), f"workers share a service.instance.id: {instance_ids}"
     if parent_pid is not None and parent_pid in instance_ids:
         assert not instance_ids[parent_pid] & set(ids), "a worker reuses the parent's instance id"
     for p in receiver.metrics():
         if p.name == "forky.hits" and p.resource.get("process.pid") in served:
-            assert p.value is not None and p.value < PARENT_COUNT, f"worker re-exported parent state: {p}"
+            assert p.value is not None and p.value < PARENT_COUNT, (
+                f"worker re-exported parent state: {p}"
+            )
 
 
 def _gunicorn_worker_class() -> str:
@@ -141,10 +149,20 @@ def test_gunicorn_uvicorn_workers(
     if preload:
         env["PARENT_INCREMENT"] = "1"
     argv = [
-        sys.executable, "-m", "gunicorn", "forky_app:app",
-        "-k", _gunicorn_worker_class(), "--workers", "2",
-        "--bind", f"127.0.0.1:{port}", "--chdir", str(_write_app(tmp_path)),
-        "--graceful-timeout", "5",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "forky_app:app",
+        "-k",
+        _gunicorn_worker_class(),
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(_write_app(tmp_path)),
+        "--graceful-timeout",
+        "5",
     ]
     if preload:
         argv.append("--preload")
@@ -162,11 +180,24 @@ def test_uvicorn_workers(otlp_grpc_receiver: OtlpReceiver, tmp_path: Path) -> No
     """uvicorn --workers 2: each worker exports its own telemetry under its own instance id."""
     port = free_port()
     argv = [
-        sys.executable, "-m", "uvicorn", "forky_app:app", "--workers", "2",
-        "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(_write_app(tmp_path)),
-        "--timeout-graceful-shutdown", "3",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "forky_app:app",
+        "--workers",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--app-dir",
+        str(_write_app(tmp_path)),
+        "--timeout-graceful-shutdown",
+        "3",
     ]
-    with start_process(argv, otel_env(otlp_grpc_receiver, service_name="forky"), cwd=tmp_path) as server:
+    with start_process(
+        argv, otel_env(otlp_grpc_receiver, service_name="forky"), cwd=tmp_path
+    ) as server:
         wait_http(f"http://127.0.0.1:{port}/", server, timeout=20)  # 404, not counted
         served = _drive(f"http://127.0.0.1:{port}/work", 2, server)
         _assert_per_worker_telemetry(otlp_grpc_receiver, served, server)
@@ -219,9 +250,15 @@ def test_multiprocessing_fork_children(protocol: str, request: pytest.FixtureReq
 
     def complete(r: OtlpReceiver) -> bool:
         span_pids = {s.resource.get("process.pid") for s in r.spans() if s.name == "child.work"}
-        log_pids = {lg.resource.get("process.pid") for lg in r.logs() if str(lg.body).startswith("child")}
+        log_pids = {
+            lg.resource.get("process.pid") for lg in r.logs() if str(lg.body).startswith("child")
+        }
         metric_pids = {p.resource.get("process.pid") for p in r.metrics() if p.name == "mp.items"}
-        return set(children) <= span_pids and set(children) <= log_pids and set(children) <= metric_pids
+        return (
+            set(children) <= span_pids
+            and set(children) <= log_pids
+            and set(children) <= metric_pids
+        )
 
     try:
         receiver.wait_for(complete, 10)
@@ -230,7 +267,9 @@ def test_multiprocessing_fork_children(protocol: str, request: pytest.FixtureReq
 
     ids: dict[int, set[str]] = {}
     for item in [*receiver.spans(), *receiver.logs(), *receiver.metrics()]:
-        ids.setdefault(item.resource["process.pid"], set()).add(item.resource["service.instance.id"])
+        ids.setdefault(item.resource["process.pid"], set()).add(
+            item.resource["service.instance.id"]
+        )
     assert all(len(v) == 1 for v in ids.values()), ids
     assert len({next(iter(ids[p])) for p in [parent_pid, *children]}) == 3, ids
     for p in receiver.metrics():

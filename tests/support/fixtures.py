@@ -35,9 +35,9 @@ __all__ = [
     "RunPython",
     "Server",
     "child_env",
-    "otel_env",
     "free_port",
     "http_get",
+    "otel_env",
     "otlp_grpc_receiver",
     "otlp_http_receiver",
     "run_python",
@@ -88,7 +88,9 @@ def otel_env(
     env: dict[str, str] = {"OTEL_SERVICE_NAME": service_name}
     if receiver is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
-        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc" if receiver.protocol == "grpc" else "http/protobuf"
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = (
+            "grpc" if receiver.protocol == "grpc" else "http/protobuf"
+        )
     if fast:
         env.update(
             OTEL_BSP_SCHEDULE_DELAY="100",

@@ -17,6 +17,7 @@ Tools:
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import sys
@@ -32,6 +33,8 @@ except ImportError:
     from mcp.server.fastmcp import Context  # mcp 1.x
 
 __all__ = ["build_server", "main"]
+
+log = logging.getLogger("tests.mcp_server")
 
 
 def _ids(span: trace.Span) -> dict[str, str]:
@@ -53,6 +56,9 @@ def build_server() -> Any:
     def convert(text: str) -> str:
         """Upper-case ``text``; report the handler's span ids."""
         handler = _ids(trace.get_current_span())
+        log.warning(
+            "converting %d characters", len(text)
+        )  # exported, correlated with the server span
         with tracer.start_as_current_span("convert.work") as work:
             inner = _ids(work)
             return json.dumps({"handler": handler, "inner": inner, "text": text.upper()})

@@ -470,7 +470,9 @@ class OtlpReceiver:
     ) -> int | None:
         if self.delay:
             time.sleep(self.delay)
-        if self.fail_with is not None and (self.fail_signals is None or signal in self.fail_signals):
+        if self.fail_with is not None and (
+            self.fail_signals is None or signal in self.fail_signals
+        ):
             return self.fail_with
         item = Received(signal, protocol, request, headers, time.time())
         with self._cond:

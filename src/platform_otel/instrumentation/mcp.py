@@ -115,15 +115,22 @@ def instrument(ctx: InstrumentationContext) -> str | None:
 
     def histogram(name: str, description: str) -> Histogram:
         return meter.create_histogram(
-            name, unit="s", description=description, explicit_bucket_boundaries_advisory=list(_BUCKETS)
+            name,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=list(_BUCKETS),
         )
 
     scope = "mcp-python-sdk" if major == 2 else "platform_otel.mcp"
     state = _State(
         major=major,
         tracer=ctx.tracer_provider.get_tracer(scope, text if major == 2 else _own_version()),
-        client_duration=histogram(CLIENT_OPERATION_DURATION, "Duration of an MCP request as seen by the client."),
-        server_duration=histogram(SERVER_OPERATION_DURATION, "Duration of an MCP request as handled by the server."),
+        client_duration=histogram(
+            CLIENT_OPERATION_DURATION, "Duration of an MCP request as seen by the client."
+        ),
+        server_duration=histogram(
+            SERVER_OPERATION_DURATION, "Duration of an MCP request as handled by the server."
+        ),
         client_session=histogram(CLIENT_SESSION_DURATION, "Lifetime of an MCP client session."),
         server_session=histogram(SERVER_SESSION_DURATION, "Lifetime of an MCP server session."),
     )
@@ -308,7 +315,9 @@ def _v1_inject(request: Any, context: Any) -> Any:
     return type(request).model_validate(data)
 
 
-async def _v1_send_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v1_send_request(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     state = _state
     if state is None or not isinstance(instance, state.classes["client"]):
         return await wrapped(*args, **kwargs)
@@ -326,7 +335,9 @@ async def _v1_send_request(wrapped: Any, instance: Any, args: tuple[Any, ...], k
         protocol = getattr(instance, _PROTOCOL_ATTR, None)
         if protocol:
             attrs[_PROTOCOL] = protocol
-        span = state.tracer.start_span(_span_name(method, target), kind=SpanKind.CLIENT, attributes=attrs)
+        span = state.tracer.start_span(
+            _span_name(method, target), kind=SpanKind.CLIENT, attributes=attrs
+        )
         new_request = _v1_inject(request, trace.set_span_in_context(span))
         if args:
             args = (new_request, *args[1:])
@@ -369,7 +380,9 @@ def _v1_session_role(state: _State, instance: Any) -> str | None:
     return None
 
 
-async def _v1_session_enter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v1_session_enter(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     result = await wrapped(*args, **kwargs)
     if _state is not None:
         try:
@@ -379,7 +392,9 @@ async def _v1_session_enter(wrapped: Any, instance: Any, args: tuple[Any, ...], 
     return result
 
 
-async def _v1_session_exit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v1_session_exit(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     try:
         return await wrapped(*args, **kwargs)
     finally:
@@ -428,7 +443,9 @@ def _v1_http_request(message: Any) -> Any:
     return getattr(metadata, "request_context", None)
 
 
-async def _v1_handle_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v1_handle_request(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     state = _state
     if state is None:
         return await wrapped(*args, **kwargs)
@@ -455,9 +472,11 @@ async def _v1_handle_request(wrapped: Any, instance: Any, args: tuple[Any, ...],
         session_id = headers.get("mcp-session-id") if headers is not None else None
         if session_id:
             attrs[_SESSION_ID] = session_id
-        parent = propagate.extract(_v1_carrier(message))
-        if not trace.get_current_span(parent).get_span_context().is_valid:
-            parent = None  # no remote parent: nest under whatever is current
+        extracted = propagate.extract(_v1_carrier(message))
+        # No remote parent: nest under whatever is current instead of starting an orphan.
+        parent = (
+            extracted if trace.get_current_span(extracted).get_span_context().is_valid else None
+        )
         span = state.tracer.start_span(
             _span_name(method, target), context=parent, kind=SpanKind.SERVER, attributes=attrs
         )
@@ -471,7 +490,9 @@ async def _v1_handle_request(wrapped: Any, instance: Any, args: tuple[Any, ...],
     error: BaseException | None = None
     token = _server_call.set(call)
     try:
-        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        with trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
             return await wrapped(*args, **kwargs)
     except BaseException as exc:
         error = exc
@@ -494,7 +515,9 @@ async def _v1_handle_request(wrapped: Any, instance: Any, args: tuple[Any, ...],
             report_internal_error("mcp server request")
 
 
-async def _v1_respond(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v1_respond(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     call = _server_call.get()
     if call is not None:
         call["response"] = args[0] if args else kwargs.get("response")
@@ -514,7 +537,9 @@ def _instrument_v2(state: _State) -> None:
     _patch(state, "mcp.server.connection", "Connection.for_loop", _v2_connection_for_loop)
 
 
-async def _v2_send_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v2_send_request(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     state = _state
     if state is None:
         return await wrapped(*args, **kwargs)
@@ -544,14 +569,18 @@ async def _v2_send_request(wrapped: Any, instance: Any, args: tuple[Any, ...], k
             report_internal_error("mcp client request")
 
 
-async def _v2_client_enter(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v2_client_enter(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     result = await wrapped(*args, **kwargs)
     if _state is not None:
         setattr(instance, _START_ATTR, time.perf_counter())
     return result
 
 
-async def _v2_client_exit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v2_client_exit(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     try:
         return await wrapped(*args, **kwargs)
     finally:
@@ -572,7 +601,9 @@ async def _v2_client_exit(wrapped: Any, instance: Any, args: tuple[Any, ...], kw
                 report_internal_error("mcp session end")
 
 
-async def _v2_on_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _v2_on_request(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     state = _state
     if state is None:
         return await wrapped(*args, **kwargs)
@@ -605,7 +636,9 @@ async def _v2_on_request(wrapped: Any, instance: Any, args: tuple[Any, ...], kwa
             report_internal_error("mcp server request")
 
 
-def _v2_connection_for_loop(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _v2_connection_for_loop(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     connection = wrapped(*args, **kwargs)
     state = _state
     if state is not None:

@@ -1,0 +1,99 @@
+"""FastAPI hello-world throughput and p99 latency, one uvicorn worker, wrk on loopback.
+
+Cases, run alternately (round-robin) so machine noise hits all of them alike;
+the table reports medians over rounds and ratios against the uninstrumented
+median of the same run:
+
+* uninstrumented;
+* ``platform_otel.init()`` (server span, duration histogram, log correlation,
+  OTLP/gRPC export to a live local sink);
+* ``opentelemetry-instrument`` (official zero-code, OTLP/gRPC traces, metrics and
+  logs, log correlation; zero-code offers no setting to drop the ``receive``/``send``
+  spans, so this is three spans per request);
+* ``FastAPIInstrumentor.instrument_app(exclude_spans=["receive", "send"])`` with
+  hand-built SDK providers exporting over OTLP/gRPC plus the official logging
+  instrumentation.
+
+Two scenarios: uvicorn's default (access log on, written to /dev/null) and
+``--no-access-log``. ``BENCH_FASTAPI_EXTRA=lean-manual`` adds the lean path with
+hand-built providers (no ``init()``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from _common import load, median, row, server, sink
+
+__all__ = ["CASES", "run"]
+
+# (label, BENCH_MODE, wrapped in opentelemetry-instrument)
+CASES: list[tuple[str, str, bool]] = [
+    ("uninstrumented", "none", False),
+    ("platform_otel.init()", "platform", False),
+    ("official: opentelemetry-instrument", "none", True),
+    ("official: FastAPIInstrumentor(exclude_spans)", "official-app", False),
+]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    rounds = 1 if quick else int(os.environ.get("BENCH_ROUNDS", "3"))
+    seconds = 3.0 if quick else float(os.environ.get("BENCH_SECONDS", "10"))
+    warmup = 1.0 if quick else 2.0
+    connections = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+    cases = list(CASES)
+    for extra in filter(None, os.environ.get("BENCH_FASTAPI_EXTRA", "").split(",")):
+        cases.append((f"{extra} (hand-built providers)", extra, False))
+    scenarios = (
+        [("access log on", True)] if quick else [("access log on", True), ("no access log", False)]
+    )
+    rows: list[dict[str, Any]] = []
+    with sink() as s:
+        for scenario, access_log in scenarios:
+            rps: dict[str, list[float]] = {c[0]: [] for c in cases}
+            p99: dict[str, list[float]] = {c[0]: [] for c in cases}
+            exported: dict[str, list[float]] = {c[0]: [] for c in cases}
+            errors: dict[str, int] = {c[0]: 0 for c in cases}
+            for _ in range(rounds):
+                for label, mode, wrapper in cases:
+                    before = s.counts().get("traces", {}).get("bytes", 0)
+                    with server(
+                        mode, s.endpoint, access_log=access_log, official_wrapper=wrapper
+                    ) as srv:
+                        load(srv.url, warmup, connections)
+                        result = load(srv.url, seconds, connections)
+                    time.sleep(0.3)  # let the final flush land before reading the counts
+                    after = s.counts().get("traces", {}).get("bytes", 0)
+                    rps[label].append(result.rps)
+                    p99[label].append(result.p99_ms)
+                    errors[label] += result.errors
+                    total = result.requests + 1
+                    exported[label].append((after - before) / total)
+            base = median(rps[cases[0][0]])
+            base_p99 = median(p99[cases[0][0]])
+            for label, mode, _ in cases:
+                value = median(rps[label])
+                ratio = value / base if base else None
+                is_ours = mode == "platform"
+                rows.append(
+                    row(
+                        f"fastapi hello-world ({scenario})",
+                        label,
+                        value,
+                        "req/s",
+                        baseline=base,
+                        target=">= 0.85x uninstrumented" if is_ours else "",
+                        ok=(ratio is not None and ratio >= 0.85) if is_ours else None,
+                        notes=(
+                            f"p99 {median(p99[label]):.1f} ms (uninstrumented {base_p99:.1f} ms); "
+                            f"{median(exported[label]):.0f} B of spans exported per request; "
+                            f"{rounds} round(s) x {seconds:.0f}s, {connections} connections"
+                            + (f"; {errors[label]} errors" if errors[label] else "")
+                        ),
+                        runs=rps[label],
+                        p99_ms=p99[label],
+                    )
+                )
+    return rows

@@ -1,0 +1,99 @@
+"""Start-up time and peak memory: ``import platform_otel; init()`` vs bare Python vs ``opentelemetry-instrument``.
+
+Each command is a fresh interpreter, run alternately; wall time covers the
+whole process (start, init, exit with its bounded shutdown) and peak RSS comes
+from ``wait4``'s rusage of that very process (``opentelemetry-instrument``
+execs the interpreter, so it is the same pid). An OTLP sink is listening, as a
+collector would be. The target compares *overheads* over bare ``python -c pass``:
+platform-otel's must be <= 0.6x the official one's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import PYTHON, bench_env, median, otlp_env, row, sink
+
+__all__ = ["run"]
+
+_BIN = Path(PYTHON).parent
+CASES: list[tuple[str, list[str]]] = [
+    ("python -c pass", [PYTHON, "-c", "pass"]),
+    ("import platform_otel; init()", [PYTHON, "-c", "import platform_otel; platform_otel.init()"]),
+    (
+        "opentelemetry-instrument python -c pass",
+        [str(_BIN / "opentelemetry-instrument"), PYTHON, "-c", "pass"],
+    ),
+]
+
+
+def _measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024.0  # KiB -> MiB
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    repeats = 5 if quick else 15
+    times: dict[str, list[float]] = {c[0]: [] for c in CASES}
+    rss: dict[str, list[float]] = {c[0]: [] for c in CASES}
+    with sink() as s:
+        env = bench_env(**otlp_env(s.endpoint))
+        for label, cmd in CASES:  # warm the page cache once
+            _measure(cmd, env)
+        for _ in range(repeats):
+            for label, cmd in CASES:
+                t, m = _measure(cmd, env)
+                times[label].append(t)
+                rss[label].append(m)
+    bare, ours, official = (median(times[c[0]]) for c in CASES)
+    bare_m, ours_m, official_m = (median(rss[c[0]]) for c in CASES)
+    ratio = (ours - bare) / (official - bare) if official > bare else float("nan")
+    rows = []
+    for (label, _), t, m in zip(CASES, (bare, ours, official), (bare_m, ours_m, official_m)):
+        rows.append(
+            row(
+                "start-up (wall, whole process)",
+                label,
+                t * 1000,
+                "ms",
+                baseline=bare * 1000,
+                higher_is_better=False,
+                notes=f"peak RSS {m:.1f} MiB; overhead {1000 * (t - bare):.0f} ms; median of {repeats}",
+                runs_ms=[round(x * 1000, 1) for x in times[label]],
+                peak_rss_mib=round(m, 1),
+            )
+        )
+    rows.append(
+        row(
+            "start-up (wall, whole process)",
+            "overhead ratio: platform-otel / opentelemetry-instrument",
+            ratio,
+            "x",
+            higher_is_better=False,
+            target="<= 0.6",
+            ok=ratio <= 0.6,
+            notes=f"({1000 * (ours - bare):.0f} ms) / ({1000 * (official - bare):.0f} ms) over bare python",
+        )
+    )
+    mem_ratio = (ours_m - bare_m) / (official_m - bare_m) if official_m > bare_m else float("nan")
+    rows.append(
+        row(
+            "start-up (wall, whole process)",
+            "peak-RSS overhead ratio: platform-otel / opentelemetry-instrument",
+            mem_ratio,
+            "x",
+            higher_is_better=False,
+            notes=f"({ours_m - bare_m:.1f} MiB) / ({official_m - bare_m:.1f} MiB) over bare python",
+        )
+    )
+    return rows

@@ -1,0 +1,128 @@
+"""Document pipeline service.
+
+``POST /documents`` accepts a document and puts it on an in-process queue; a
+worker takes documents off the queue and calls the ``convert_document`` tool
+of an MCP server (``converter_server.py``, a separate process over stdio), then
+records the result (``GET /documents/{id}``).
+
+Telemetry uses only the public API: ``platform_otel.init()`` and
+``platform_otel.pipeline(...)``. One document is one trace: the HTTP request,
+the ``enqueue`` stage, the worker's ``convert`` stage (continued from the
+context stored with the queued job), the MCP client call, the MCP server's
+span in the converter process and the tool's own span.
+
+Run: ``uvicorn app:app --app-dir examples/doc_pipeline`` (see README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import platform_otel
+
+platform_otel.init(service_name="doc-pipeline")
+
+from fastapi import FastAPI, HTTPException  # noqa: E402 - after init(), as the docs recommend
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+log = logging.getLogger("doc_pipeline")
+pipe = platform_otel.pipeline("document-ingest")
+CONVERTER = Path(__file__).resolve().with_name("converter_server.py")
+
+
+class Document(BaseModel):
+    name: str
+    text: str
+
+
+def _is_error(result: Any) -> bool:
+    return bool(getattr(result, "isError", None) or getattr(result, "is_error", None))
+
+
+async def _worker(
+    session: ClientSession, queue: asyncio.Queue[dict[str, Any]], results: dict[str, Any]
+) -> None:
+    """Convert queued documents one by one; each run is one ``convert`` stage."""
+    while True:
+        job = await queue.get()
+        doc_id = job["id"]
+        try:
+            # carrier= continues the trace of the request that enqueued the job and records lag.
+            async with pipe.stage("convert", item_id=doc_id, carrier=job["carrier"]) as run:
+                result = await session.call_tool(
+                    "convert_document", {"name": job["name"], "text": job["text"]}
+                )
+                text = result.content[0].text if result.content else ""
+                if _is_error(result):
+                    run.set_outcome("failure")
+                    results[doc_id] = {"status": "failed", "error": text}
+                else:
+                    results[doc_id] = {"status": "done", "markdown": text}
+                log.info("document %s %s", doc_id, results[doc_id]["status"])
+        except Exception as exc:  # the stage has recorded outcome=failure; keep the worker alive
+            results[doc_id] = {"status": "failed", "error": repr(exc)}
+        finally:
+            queue.task_done()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The converter inherits this environment, so its OTLP settings match ours.
+    params = StdioServerParameters(
+        command=sys.executable, args=[str(CONVERTER)], env=dict(os.environ)
+    )
+    async with stdio_client(params) as streams, ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        app.state.queue = queue
+        app.state.results = {}
+        gauge = pipe.observe_queue("pending", depth=queue.qsize)
+        task = asyncio.create_task(_worker(session, queue, app.state.results))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gauge.unregister()
+
+
+app = FastAPI(title="doc-pipeline", lifespan=lifespan)
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/documents", status_code=202)
+async def submit(doc: Document) -> dict[str, str]:
+    """Enqueue a document; the response names its id and the trace that follows it."""
+    doc_id = uuid.uuid4().hex[:12]
+    with pipe.stage("enqueue", item_id=doc_id):
+        carrier = pipe.inject()  # trace context + enqueue time travel with the job
+        app.state.results[doc_id] = {"status": "queued"}
+        await app.state.queue.put(
+            {"id": doc_id, "name": doc.name, "text": doc.text, "carrier": carrier}
+        )
+    trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+    return {"id": doc_id, "trace_id": trace_id}
+
+
+@app.get("/documents/{doc_id}")
+async def status(doc_id: str) -> dict[str, Any]:
+    try:
+        return {"id": doc_id, **app.state.results[doc_id]}
+    except KeyError:
+        raise HTTPException(status_code=404, detail="unknown document") from None

@@ -1,0 +1,262 @@
+"""Run the document pipeline on this machine and print each document's trace.
+
+Starts a tiny OTLP receiver, the FastAPI service (``app.py``, which starts the
+MCP converter as a child process over stdio), submits a few documents, waits for
+them to be converted, prints the trace tree of each document and checks that
+each forms one trace: HTTP request -> enqueue -> worker stage -> MCP client
+call -> MCP server tool (other process) -> the tool's own work.
+
+    python examples/doc_pipeline/run_demo.py            # trees
+    python examples/doc_pipeline/run_demo.py --json     # plus one JSON summary line
+
+Exit status 0 when every document's trace is complete, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _collector import Collector, Span  # noqa: E402
+
+DOCUMENTS = [
+    ("report.txt", "Quarterly report\n\nRevenue grew by 12%.\n\nCosts were flat."),
+    ("notes.txt", "Meeting notes\n\nShip the pipeline dashboard."),
+    ("empty.txt", "   "),  # the converter rejects it: a tool error, outcome=failure
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
+    out = []
+    while span.parent_span_id in by_id:
+        span = by_id[span.parent_span_id]
+        out.append(span)
+    return out
+
+
+def check_trace(spans: list[Span], failed: bool) -> list[str]:
+    """Problems with one document's trace (empty when complete)."""
+    by_id = {s.span_id: s for s in spans}
+    problems = []
+    roots = [s for s in spans if s.parent_span_id not in by_id]
+    if len(roots) != 1:
+        problems.append(f"expected one root span, got {[r.name for r in roots]}")
+
+    def find(pred: Any, what: str) -> Span | None:
+        found = [s for s in spans if pred(s)]
+        if len(found) != 1:
+            problems.append(f"expected one {what}, got {len(found)}")
+            return None
+        return found[0]
+
+    http = find(
+        lambda s: s.kind == "SERVER" and s.name.startswith("POST /documents"), "HTTP server span"
+    )
+    enqueue = find(lambda s: s.name == "document-ingest enqueue", "enqueue stage span")
+    convert = find(lambda s: s.name == "document-ingest convert", "convert stage span")
+    client = find(
+        lambda s: s.kind == "CLIENT" and "tools/call convert_document" in s.name, "MCP client span"
+    )
+    server = find(
+        lambda s: s.kind == "SERVER" and s.name == "tools/call convert_document", "MCP server span"
+    )
+    chain = [
+        ("enqueue", enqueue, http),
+        ("convert", convert, enqueue),
+        ("MCP client", client, convert),
+    ]
+    for what, child, parent in chain:
+        if child and parent and parent not in _ancestors(child, by_id):
+            problems.append(f"{what} span is not below {parent.name!r}")
+    if client and server:
+        if server.parent_span_id != client.span_id:
+            problems.append("MCP server span is not a child of the MCP client span")
+        if server.service != "doc-converter" or client.service != "doc-pipeline":
+            problems.append(f"services: client {client.service}, server {server.service}")
+        if failed and server.attributes.get("error.type") != "tool_error":
+            problems.append("failed conversion lacks error.type=tool_error")
+    if not failed and server:
+        find(
+            lambda s: s.name == "render markdown" and s.parent_span_id == server.span_id,
+            "tool span",
+        )
+    return problems
+
+
+def print_tree(spans: list[Span]) -> None:
+    by_id = {s.span_id: s for s in spans}
+    children: dict[str, list[Span]] = {}
+    for s in sorted(spans, key=lambda s: s.start_ns):
+        children.setdefault(s.parent_span_id if s.parent_span_id in by_id else "", []).append(s)
+
+    def walk(parent: str, depth: int) -> None:
+        for s in children.get(parent, []):
+            error = (
+                f"  error.type={s.attributes['error.type']}" if "error.type" in s.attributes else ""
+            )
+            print(
+                f"  {'  ' * depth}{s.name}  [{s.kind.lower()}, {s.service}, {s.duration_ms:.1f} ms]{error}"
+            )
+            walk(s.span_id, depth + 1)
+
+    walk("", 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    collector = Collector().start()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+        PYTHONUNBUFFERED="1",
+    )
+    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(HERE)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    # The service's (and the converter's) own logs go to a file, shown if something fails.
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - outlives the try block
+        "w+", prefix="doc_pipeline-", suffix=".log", delete=False
+    )
+    service = subprocess.Popen(
+        cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    summary: dict[str, Any] = {"documents": []}
+    ok = True
+    try:
+
+        def healthy() -> bool:
+            if service.poll() is not None:
+                raise RuntimeError(f"service exited with {service.returncode}")
+            try:
+                return _http("GET", f"{base}/healthz")[0] == 200
+            except OSError:
+                return False
+
+        _wait(healthy, args.timeout, "the service to start")
+        submitted = []
+        for name, text in DOCUMENTS:
+            code, body = _http("POST", f"{base}/documents", {"name": name, "text": text})
+            assert code == 202, (code, body)
+            submitted.append((name, body["id"], body["trace_id"]))
+            print(f"submitted {name}: id={body['id']} trace_id={body['trace_id']}")
+
+        def finished() -> list[dict[str, Any]] | None:
+            states = [_http("GET", f"{base}/documents/{doc_id}")[1] for _, doc_id, _ in submitted]
+            return states if all(s and s["status"] != "queued" for s in states) else None
+
+        states = _wait(finished, args.timeout, "the documents to be converted")
+
+        def exported() -> bool:
+            spans = collector.spans()
+            return all(
+                any(s.trace_id == tid and s.name == "document-ingest convert" for s in spans)
+                and any(s.trace_id == tid and s.service == "doc-converter" for s in spans)
+                and any(s.trace_id == tid and s.name.startswith("POST /documents") for s in spans)
+                for _, _, tid in submitted
+            )
+
+        _wait(exported, args.timeout, "the spans to be exported")
+        time.sleep(0.5)  # let the last batch of each process arrive
+        spans = collector.spans()
+        for (name, doc_id, trace_id), state in zip(submitted, states, strict=True):
+            mine = [s for s in spans if s.trace_id == trace_id]
+            failed = state["status"] == "failed"
+            print(f"\n{name} ({state['status']}), trace {trace_id}, {len(mine)} spans:")
+            print_tree(mine)
+            problems = check_trace(mine, failed)
+            for problem in problems:
+                print(f"  PROBLEM: {problem}")
+            ok = ok and not problems
+            summary["documents"].append(
+                {
+                    "name": name,
+                    "id": doc_id,
+                    "status": state["status"],
+                    "trace_id": trace_id,
+                    "spans": [
+                        {
+                            "name": s.name,
+                            "kind": s.kind,
+                            "service": s.service,
+                            "span_id": s.span_id,
+                            "parent_span_id": s.parent_span_id,
+                            "error.type": s.attributes.get("error.type"),
+                        }
+                        for s in mine
+                    ],
+                    "problems": problems,
+                }
+            )
+    finally:
+        if service.poll() is None:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(service.pid, signal.SIGKILL)
+                service.wait(5)
+        collector.stop()
+        log_file.close()
+    summary["ok"] = ok
+    if not ok:
+        print(f"service log ({log_file.name}):\n" + Path(log_file.name).read_text()[-5000:])
+    else:
+        os.unlink(log_file.name)
+    print("\nall documents traced end to end" if ok else "\nsome traces are incomplete")
+    if args.json:
+        print("SUMMARY " + json.dumps(summary))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The flagship example (examples/doc_pipeline) runs end to end and traces each document as one trace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.support.documented import assert_documented
+from tests.support.fixtures import REPO_ROOT, child_env
+
+pytest.importorskip("fastapi", reason="the example is a FastAPI service")
+pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+DEMO = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(DEMO), "--json", "--timeout", "60"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return dict(json.loads(lines[-1][len("SUMMARY ") :]))
+
+
+def _one(spans: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    found = [s for s in spans if all(s.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, [s["name"] for s in spans])
+    return found[0]
+
+
+def test_each_document_is_one_trace_from_http_request_to_mcp_tool(summary: dict[str, Any]) -> None:
+    """HTTP request -> enqueue -> worker stage -> MCP client -> MCP server tool: one parent chain, one trace."""
+    docs = summary["documents"]
+    assert [d["status"] for d in docs] == ["done", "done", "failed"]
+    assert len({d["trace_id"] for d in docs}) == len(docs)  # one trace per document
+    for doc in docs:
+        spans = doc["spans"]
+        assert doc["problems"] == []
+        by_id = {s["span_id"]: s for s in spans}
+        roots = [s for s in spans if s["parent_span_id"] not in by_id]
+        assert [r["name"] for r in roots] == ["POST /documents"]
+        http = roots[0]
+        enqueue = _one(spans, name="document-ingest enqueue")
+        convert = _one(spans, name="document-ingest convert")
+        (client,) = [
+            s
+            for s in spans
+            if s["kind"] == "CLIENT" and s["name"].endswith("tools/call convert_document")
+        ]
+        server = _one(spans, kind="SERVER", name="tools/call convert_document")
+        assert enqueue["parent_span_id"] == http["span_id"]
+        assert convert["parent_span_id"] == enqueue["span_id"]
+        assert client["parent_span_id"] == convert["span_id"]
+        assert server["parent_span_id"] == client["span_id"]
+        assert (client["service"], server["service"]) == ("doc-pipeline", "doc-converter")
+        if doc["status"] == "done":
+            assert _one(spans, name="render markdown")["parent_span_id"] == server["span_id"]
+        else:
+            assert server["error.type"] == "tool_error"
+
+
+def test_no_duplicate_spans_in_document_traces(summary: dict[str, Any]) -> None:
+    """No span is emitted twice for the same document (e.g. double MCP or HTTP instrumentation)."""
+    for doc in summary["documents"]:
+        counts = Counter((s["name"], s["kind"], s["service"]) for s in doc["spans"])
+        assert all(n == 1 for n in counts.values()), counts
+
+
+def test_example_span_names_are_documented(summary: dict[str, Any]) -> None:
+    """The MCP span names the example produces match documented patterns."""
+    names = set()
+    for doc in summary["documents"]:
+        for s in doc["spans"]:
+            if "tools/" in s["name"]:
+                name = s["name"].replace("convert_document", "{target}")
+                names.add(
+                    name.replace("tools/call", "{mcp.method.name}").replace(
+                        "tools/list", "{mcp.method.name}"
+                    )
+                )
+    assert_documented(names)
