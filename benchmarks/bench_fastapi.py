@@ -7,6 +7,8 @@ median of the same run:
 * uninstrumented;
 * ``platform_otel.init()`` (server span, duration histogram, log correlation,
   OTLP/gRPC export to a live local sink);
+* the same with ``platform_otel._otlp_fast``'s exporters swapped in (what
+  wiring them into ``init()`` gives);
 * ``opentelemetry-instrument`` (official zero-code, OTLP/gRPC traces, metrics and
   logs, log correlation; zero-code offers no setting to drop the ``receive``/``send``
   spans, so this is three spans per request);
@@ -33,6 +35,7 @@ __all__ = ["CASES", "run"]
 CASES: list[tuple[str, str, bool]] = [
     ("uninstrumented", "none", False),
     ("platform_otel.init()", "platform", False),
+    ("platform_otel.init() + fast OTLP encoders (_otlp_fast)", "platform-fast", False),
     ("official: opentelemetry-instrument", "none", True),
     ("official: FastAPIInstrumentor(exclude_spans)", "official-app", False),
 ]
@@ -76,7 +79,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             for label, mode, _ in cases:
                 value = median(rps[label])
                 ratio = value / base if base else None
-                is_ours = mode == "platform"
+                is_ours = mode.startswith("platform")
                 rows.append(
                     row(
                         f"fastapi hello-world ({scenario})",

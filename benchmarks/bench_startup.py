@@ -48,7 +48,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     rss: dict[str, list[float]] = {c[0]: [] for c in CASES}
     with sink() as s:
         env = bench_env(**otlp_env(s.endpoint))
-        for label, cmd in CASES:  # warm the page cache once
+        for _label, cmd in CASES:  # warm the page cache once
             _measure(cmd, env)
         for _ in range(repeats):
             for label, cmd in CASES:
@@ -59,7 +59,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
     bare_m, ours_m, official_m = (median(rss[c[0]]) for c in CASES)
     ratio = (ours - bare) / (official - bare) if official > bare else float("nan")
     rows = []
-    for (label, _), t, m in zip(CASES, (bare, ours, official), (bare_m, ours_m, official_m)):
+    for (label, _), t, m in zip(
+        CASES, (bare, ours, official), (bare_m, ours_m, official_m), strict=True
+    ):
         rows.append(
             row(
                 "start-up (wall, whole process)",

@@ -48,6 +48,7 @@ _COMPONENTS = [
     ("fastapi + starlette (app)", "starlette"),
     ("asyncio event loop", "asyncio"),
 ]
+_IDLE = ("wait", "select", "sleep", "poll", "_wait_for_tstate_lock", "acquire")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -64,18 +65,27 @@ def summarize(raw: str, top: int = 25) -> str:
     """Turn py-spy's collapsed stacks into a component table and a self-time top list."""
     by_component: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = idle = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = stack.split(";")[1:]  # first entry is the process/thread
+        leaf = frames[-1].split(" (")[0] if frames else ""
+        if leaf.endswith(_IDLE):  # a thread parked in wait()/select(): not CPU
+            idle += count
+            continue
         total += count
         by_component[_component(frames)] += count
         if frames:
             self_time[frames[-1]] += count
-    out = [f"samples: {total}", "", "| component | share of samples |", "|---|---|"]
+    out = [
+        f"CPU samples: {total} (idle thread samples left out: {idle})",
+        "",
+        "| component | share of samples |",
+        "|---|---|",
+    ]
     for name, count in by_component.most_common():
         out.append(f"| {name} | {100 * count / total:.1f}% |")
     out += ["", f"top {top} functions by self time:", "", "| self | function |", "|---|---|"]

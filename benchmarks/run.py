@@ -56,8 +56,12 @@ def render(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
-    parser.add_argument("--only", default="", help="comma-separated module name parts, e.g. fastapi,startup")
-    parser.add_argument("--down-seconds", type=float, default=None, help="collector outage length (default 60)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated module name parts, e.g. fastapi,startup"
+    )
+    parser.add_argument(
+        "--down-seconds", type=float, default=None, help="collector outage length (default 60)"
+    )
     parser.add_argument("--out", default=str(BENCH_DIR / "results"), help="results directory")
     args = parser.parse_args(argv)
     if args.down_seconds is not None:
@@ -85,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in produced:
             r.setdefault("module", name)
         rows.extend(produced)
-        print(f"#   {name}: {len(produced)} rows in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        print(
+            f"#   {name}: {len(produced)} rows in {time.perf_counter() - t0:.0f}s", file=sys.stderr
+        )
 
     table = render(rows)
     out = Path(args.out)

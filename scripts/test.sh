@@ -37,6 +37,6 @@ fi
 status=0
 step "pytest (mcp 2.x)"
 .venv/bin/python -m pytest "$@" || status=1
-step "pytest (mcp 1.x): MCP tests"
-.venv-mcp1/bin/python -m pytest tests/test_mcp.py -p no:cacheprovider || status=1
+step "pytest (mcp 1.x): MCP tests and the example that uses MCP"
+.venv-mcp1/bin/python -m pytest tests/test_mcp.py tests/test_doc_pipeline_example.py -p no:cacheprovider || status=1
 exit $status

@@ -9,6 +9,7 @@ trace continuity is checked across processes, over stdio and streamable HTTP.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import subprocess
@@ -17,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
@@ -129,7 +130,6 @@ class Run:
     server_points: list[ExportedPoint]
     server_logs: list[ExportedLog]
     server_output: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def client_span(self, method: str, target: str | None = None) -> ReadableSpan:
         name = _client_span_name(method, target)
@@ -160,7 +160,12 @@ async def _connect(transport: str, target: Any, errlog: Any) -> AsyncIterator[An
         ):
             yield session
     else:
-        from mcp.client.streamable_http import streamable_http_client
+        try:
+            from mcp.client.streamable_http import streamable_http_client
+        except ImportError:  # mcp < 1.24 only has the older name
+            from mcp.client.streamable_http import (  # type: ignore[attr-defined,no-redef]
+                streamablehttp_client as streamable_http_client,
+            )
 
         async with (
             streamable_http_client(target) as streams,
@@ -435,10 +440,25 @@ async def _in_process_call(calls: int = 1, meta: dict[str, Any] | None = None) -
                 await session.call_tool("convert", {"text": "x"})
             received = {}
             if meta is not None:
-                result = await session.call_tool("echo_meta", {}, meta=meta)
+                result = await _call_with_meta(session, "echo_meta", meta)
                 received = json.loads(result.content[0].text)
         tg.cancel_scope.cancel()
     return received
+
+
+async def _call_with_meta(session: Any, tool: str, meta: dict[str, Any]) -> Any:
+    """``call_tool`` with caller-supplied ``_meta`` (mcp < 1.24 has no ``meta=`` argument)."""
+    if "meta" in inspect.signature(session.call_tool).parameters:
+        return await session.call_tool(tool, {}, meta=meta)
+    from mcp import types
+
+    request = types.ClientRequest(
+        types.CallToolRequest(
+            method="tools/call",
+            params=types.CallToolRequestParams(name=tool, arguments={}, _meta=meta),
+        )
+    )
+    return await session.send_request(request, types.CallToolResult)
 
 
 def _tool_spans(spans: list[ReadableSpan]) -> Counter[tuple[str, SpanKind]]:

@@ -5,8 +5,11 @@ Modes (env ``BENCH_MODE``):
 * ``none``: no telemetry at all (the baseline);
 * ``platform``: ``platform_otel.init()`` called after the app is created, so the
   "app created before init()" path is the one measured;
+* ``platform-fast``: ``platform`` with the fast OTLP encoders of
+  ``platform_otel._otlp_fast`` swapped in (what wiring them into init() gives);
 * ``lean-manual``: platform-otel's lean FastAPI path with SDK providers built by
   hand (OTLP/gRPC exporters, batch processors), no ``init()``;
+* ``lean-fast``: ``lean-manual`` with ``platform_otel._otlp_fast.FastOTLPSpanExporter``;
 * ``official-app``: ``FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])``
   with hand-built SDK providers exporting over OTLP/gRPC, plus the official
   logging instrumentation (trace ids on log records): the official tooling
@@ -33,7 +36,7 @@ async def hello() -> dict[str, str]:
     return {"message": "hello"}
 
 
-def _sdk_providers() -> tuple[object, object]:
+def _sdk_providers(fast: bool = False) -> tuple[object, object]:
     from opentelemetry import metrics, trace
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -45,7 +48,12 @@ def _sdk_providers() -> tuple[object, object]:
 
     resource = Resource.create({"service.name": "bench-hello"})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if fast:
+        from platform_otel._otlp_fast import FastOTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(FastOTLPSpanExporter()))
+    else:
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
     )
@@ -54,17 +62,29 @@ def _sdk_providers() -> tuple[object, object]:
     return tracer_provider, meter_provider
 
 
+if MODE == "platform-fast":
+    # What init() does once platform_otel._otlp_fast is wired into _exporters.py:
+    # the official gRPC exporter classes are swapped for the fast-encoding ones.
+    import opentelemetry.exporter.otlp.proto.grpc._log_exporter as _grpc_logs
+    import opentelemetry.exporter.otlp.proto.grpc.trace_exporter as _grpc_traces
+
+    from platform_otel import _otlp_fast
+
+    _grpc_traces.OTLPSpanExporter = _otlp_fast.FastOTLPSpanExporter  # type: ignore[misc]
+    _grpc_logs.OTLPLogExporter = _otlp_fast.FastOTLPLogExporter  # type: ignore[misc]
+    MODE = "platform"
+
 if MODE == "platform":
     import platform_otel
 
     platform_otel.init(service_name="bench-hello")
-elif MODE == "lean-manual":
+elif MODE in ("lean-manual", "lean-fast"):
     import types
 
     from platform_otel.instrumentation import InstrumentationContext
     from platform_otel.instrumentation import fastapi as _pf
 
-    tp, mp = _sdk_providers()
+    tp, mp = _sdk_providers(fast=MODE == "lean-fast")
     _pf.instrument(
         InstrumentationContext(
             settings=types.SimpleNamespace(  # type: ignore[arg-type]

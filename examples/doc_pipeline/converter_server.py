@@ -6,7 +6,8 @@ spans join the caller's trace through the context the MCP client puts in each
 request's ``_meta``. Works with mcp 1.x (``FastMCP``) and 2.x (``MCPServer``).
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": older FastMCP (1.x) inspects tool
+# annotations as real types, not strings.
 
 import logging
 

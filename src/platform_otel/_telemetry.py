@@ -431,6 +431,47 @@ def _register_process_hooks() -> None:
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
+    _install_sigterm_flush()
+
+
+def _install_sigterm_flush() -> None:
+    """Flush on SIGTERM, then behave exactly as before (chain, or die by the signal).
+
+    A process killed by SIGTERM with the default disposition skips ``atexit``, and
+    uvicorn re-raises SIGTERM after its graceful shutdown: without this, the last
+    seconds of telemetry of every stopped container are lost. Only the main thread
+    can install signal handlers; elsewhere this is skipped.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get(
+        "PLATFORM_OTEL_HANDLE_SIGTERM", "1"
+    ).lower() in ("0", "false", "no"):
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        return
+    if previous is signal.SIG_IGN or previous is None:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        try:
+            telemetry = _current
+            if telemetry is not None:
+                telemetry.shutdown()
+        except Exception:
+            report_internal_error("SIGTERM flush")
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # die by the signal, as without us
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except (ValueError, OSError):
+        pass
 
 
 def _at_exit() -> None:

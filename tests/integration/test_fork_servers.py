@@ -102,8 +102,14 @@ def _assert_per_worker_telemetry(
             for p in receiver.metrics()
             if p.name == "forky.hits"
         ]
+        by_signal = {
+            "spans": Counter(s.resource.get("process.pid") for s in receiver.spans()),
+            "logs": Counter(lg.resource.get("process.pid") for lg in receiver.logs()),
+            "points": Counter(p.resource.get("process.pid") for p in receiver.metrics()),
+        }
         raise AssertionError(
-            f"{exc}\nserved={dict(served)} forky.hits points={hits[-12:]}\n{server}"
+            f"{exc}\nserved={dict(served)} items per pid={by_signal}\n"
+            f"forky.hits points={hits[-12:]}\n{server}"
         ) from None
 
     instance_ids: dict[int, set[str]] = {}
@@ -148,6 +154,10 @@ def test_gunicorn_uvicorn_workers(
     env = otel_env(receiver, service_name="forky")
     if preload:
         env["PARENT_INCREMENT"] = "1"
+    import os
+    for k in ("GRPC_ENABLE_FORK_SUPPORT", "GRPC_POLL_STRATEGY"):
+        if os.environ.get("PROBE_" + k):
+            env[k] = os.environ["PROBE_" + k]
     argv = [
         sys.executable,
         "-m",

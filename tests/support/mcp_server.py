@@ -14,7 +14,8 @@ Tools:
 * ``fail(text)``: raises, which the SDK turns into a result with ``isError``.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": older FastMCP (1.x) inspects tool
+# annotations as real types, not strings.
 
 import json
 import logging
@@ -101,6 +102,9 @@ def main(argv: list[str]) -> int:
     server = build_server()
     try:
         if transport == "stdio":
+            # Older stdio clients (mcp < 1.10) terminate the server instead of closing its
+            # stdin: exit normally on SIGTERM so the finally block flushes telemetry.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             server.run("stdio")
         else:
             _serve_http(server)

@@ -574,7 +574,10 @@ async def _v2_client_enter(
 ) -> Any:
     result = await wrapped(*args, **kwargs)
     if _state is not None:
-        setattr(instance, _START_ATTR, time.perf_counter())
+        try:
+            setattr(instance, _START_ATTR, time.perf_counter())
+        except Exception:
+            report_internal_error("mcp session start")
     return result
 
 

@@ -1,0 +1,483 @@
+"""The sidecar collector (collector/) routes a real service's OTLP where the dashboards expect it.
+
+Runs the built ``otelcol-platform`` with ``collector/config.yaml`` as a plain process on
+127.0.0.1, Tempo and Loki replaced by real OTLP receivers (``tests.support.otlp_receiver``),
+a ``platform_otel.init()`` service emitting spans, logs, pipeline and HTTP metrics, and a
+real Prometheus scraping the collector. Needs the binary (``collector/build.sh``; found via
+``PLATFORM_OTEL_OTELCOL`` or the build cache) and, for the Prometheus tests, ``prometheus``
+on PATH (Debian: ``apt-get install -y prometheus``) or ``PLATFORM_OTEL_PROMETHEUS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.documented import assert_documented
+from tests.support.fixtures import (
+    REPO_ROOT,
+    Server,
+    free_port,
+    http_get,
+    run_python,
+    start_process,
+    wait_http,
+)
+from tests.support.otlp_receiver import OtlpReceiver
+
+pytestmark = pytest.mark.integration
+
+COLLECTOR_DIR = REPO_ROOT / "collector"
+CONFIG = COLLECTOR_DIR / "config.yaml"
+MANIFEST = COLLECTOR_DIR / "manifest.yaml"
+DASHBOARDS = COLLECTOR_DIR / "grafana" / "dashboards"
+SERVICE = "collector-e2e"
+PIPELINE = "doc-ingest"
+
+
+def cached_collector() -> Path:
+    """Where collector/build.sh puts the binary for the current manifest (may not exist)."""
+    root = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
+    )
+    digest = hashlib.sha256(MANIFEST.read_bytes()).hexdigest()
+    return Path(root) / f"otelcol-{digest}" / "otelcol-platform"
+
+
+@pytest.fixture(scope="module")
+def otelcol() -> Path:
+    """The otelcol-platform binary: $PLATFORM_OTEL_OTELCOL, else build.sh's cache entry."""
+    given = os.environ.get("PLATFORM_OTEL_OTELCOL")
+    if given:
+        path = Path(given)
+        assert path.is_file() and os.access(path, os.X_OK), (
+            f"PLATFORM_OTEL_OTELCOL={given} is not an executable file"
+        )
+        return path
+    path = cached_collector()
+    if not path.is_file():
+        pytest.skip(
+            f"collector binary not built ({path} missing): run collector/build.sh "
+            "or set PLATFORM_OTEL_OTELCOL"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def test_config_validates(otelcol: Path) -> None:
+    """`otelcol-platform validate` accepts collector/config.yaml with its default endpoints."""
+    proc = subprocess.run(
+        [str(otelcol), "validate", "--config", str(CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "TEMPO_", "LOKI_"))},
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_validate_rejects_unknown_component(otelcol: Path, tmp_path: Path) -> None:
+    """The validate check is real: a component outside the slim build is rejected."""
+    broken = tmp_path / "config.yaml"
+    text = CONFIG.read_text(encoding="utf-8")
+    broken.write_text(text.replace("  memory_limiter:\n", "  tail_sampling:\n", 1), encoding="utf-8")
+    proc = subprocess.run(
+        [str(otelcol), "validate", "--config", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode != 0
+    assert "tail_sampling" in proc.stderr
+
+
+# --------------------------------------------------------------------------- end to end
+
+EMITTER = """
+import json, logging, sys, time
+
+import platform_otel
+from opentelemetry import trace
+
+tel = platform_otel.init(service_name=sys.argv[2], endpoint=sys.argv[1], protocol="grpc",
+                         environment="ci")
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+app = FastAPI()
+
+@app.get("/items/{item_id}")
+def get_item(item_id: int) -> dict:
+    if item_id == 0:
+        raise ValueError("zero")
+    return {"id": item_id}
+
+client = TestClient(app, raise_server_exceptions=False)
+for i in (1, 2, 0):
+    client.get(f"/items/{i}")
+
+pipe = platform_otel.pipeline(sys.argv[3])
+pipe.observe_queue("inbox", depth=lambda: 7)
+for i in range(4):
+    with pipe.stage("convert", item_id=f"doc-{i}", enqueued_at=time.time() - 2.0):
+        pass
+try:
+    with pipe.stage("convert", item_id="bad", enqueued_at=time.time() - 1.0):
+        raise RuntimeError("boom")
+except RuntimeError:
+    pass
+
+with trace.get_tracer("collector-e2e").start_as_current_span("e2e-request") as span:
+    logging.getLogger("collector.e2e").warning("hello through the sidecar")
+    trace_id = format(span.get_span_context().trace_id, "032x")
+resource = trace.get_tracer_provider().resource.attributes
+time.sleep(0.5)  # one more metric export with the observable gauge
+platform_otel.shutdown()
+print(json.dumps({"trace_id": trace_id, "instance": resource["service.instance.id"]}))
+"""
+
+
+@dataclass
+class Scenario:
+    """What ran through the collector, and where it landed."""
+
+    collector: Server
+    tempo: OtlpReceiver
+    loki: OtlpReceiver
+    metrics_endpoint: str  # host:port of the prometheus exporter
+    trace_id: str
+    instance: str
+
+
+def _scrape(endpoint: str) -> str:
+    status, body = http_get(
+        f"http://{endpoint}/metrics", headers={"Accept": "application/openmetrics-text"}
+    )
+    assert status == 200, body
+    return body
+
+
+@pytest.fixture(scope="module")
+def scenario(otelcol: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    """Collector + fake Tempo/Loki + one platform_otel service run, shared by the tests below."""
+    tempo = OtlpReceiver("grpc").start()
+    loki = OtlpReceiver("http").start()
+    grpc_port, http_port, health_port, prom_port, self_port = (free_port() for _ in range(5))
+    env = {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
+        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
+        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health_port}",
+        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{prom_port}",
+        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+        "OTELCOL_TELEMETRY_PORT": str(self_port),
+        "OTELCOL_STORAGE_DIR": str(tmp_path_factory.mktemp("otelcol-storage")),
+        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTELCOL_BATCH_TIMEOUT": "200ms",
+        "TEMPO_ENDPOINT": f"127.0.0.1:{tempo.port}",
+        "LOKI_ENDPOINT": loki.endpoint,
+    }
+    try:
+        with start_process([str(otelcol), "--config", str(CONFIG)], env) as collector:
+            wait_http(f"http://127.0.0.1:{health_port}/", collector, timeout=20)
+            ran = run_python(
+                EMITTER, args=[f"http://127.0.0.1:{grpc_port}", SERVICE, PIPELINE], timeout=40
+            )
+            assert ran.rc == 0, str(ran)
+            emitted = json.loads(ran.stdout.strip().splitlines()[-1])
+            metrics_endpoint = f"127.0.0.1:{prom_port}"
+            deadline = time.monotonic() + 15
+            while "traces_span_metrics_calls_total" not in _scrape(metrics_endpoint):
+                assert time.monotonic() < deadline, _scrape(metrics_endpoint)
+                time.sleep(0.2)
+            yield Scenario(
+                collector, tempo, loki, metrics_endpoint, emitted["trace_id"], emitted["instance"]
+            )
+            collector.stop()
+            assert collector.returncode == 0, str(collector)
+    finally:
+        tempo.stop()
+        loki.stop()
+
+
+def test_traces_reach_tempo(scenario: Scenario) -> None:
+    """Spans of the service arrive at the Tempo endpoint over OTLP gRPC, trace ids intact."""
+    spans = scenario.tempo.wait_for(
+        lambda r: [s for s in r.spans() if s.trace_id == scenario.trace_id], timeout=15
+    )
+    assert [s.name for s in spans] == ["e2e-request"]
+    assert spans[0].resource["service.name"] == SERVICE
+    assert spans[0].resource["deployment.environment.name"] == "ci"
+    names = {s.name for s in scenario.tempo.spans()}
+    assert {"GET /items/{item_id}", f"{PIPELINE} convert"} <= names
+
+
+def test_logs_reach_loki_with_trace_context(scenario: Scenario) -> None:
+    """Log records arrive at Loki's OTLP endpoint carrying the active span's trace id."""
+    logs = scenario.loki.wait_for(
+        lambda r: [lg for lg in r.logs() if lg.body == "hello through the sidecar"], timeout=15
+    )
+    assert logs[0].trace_id == scenario.trace_id
+    assert logs[0].resource["service.name"] == SERVICE
+    assert scenario.loki.requests("logs")[0].headers.get("content-type") == "application/x-protobuf"
+
+
+def test_scrape_endpoint_serves_openmetrics_exemplars(scenario: Scenario) -> None:
+    """The :8889 endpoint speaks OpenMetrics with trace_id exemplars (needed for Grafana links)."""
+    text = _scrape(scenario.metrics_endpoint)
+    items = [ln for ln in text.splitlines() if ln.startswith("pipeline_items_total{")]
+    assert items, text[:2000]
+    assert all(re.search(r' # \{.*trace_id="[0-9a-f]{32}"', ln) for ln in items), items
+    assert text.rstrip().endswith("# EOF")
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+@dataclass
+class Prometheus:
+    base: str
+
+    def get(self, path: str, **params: str) -> Any:
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
+        status, body = http_get(url)
+        assert status == 200, f"{url}: {status} {body}"
+        data = json.loads(body)
+        assert data["status"] == "success", data
+        return data["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/api/v1/query", query=promql)["result"]
+        return result
+
+    def wait_query(self, promql: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while not (result := self.query(promql)):
+            assert time.monotonic() < deadline, f"no result for {promql}"
+            time.sleep(0.25)
+        return result
+
+
+def _prometheus_binary() -> str:
+    found = os.environ.get("PLATFORM_OTEL_PROMETHEUS") or shutil.which("prometheus")
+    if not found:
+        pytest.skip("prometheus not installed: apt-get install -y prometheus")
+    return found
+
+
+@pytest.fixture(scope="module")
+def prometheus(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the collector every second, as compose's prometheus.yml does."""
+    binary = _prometheus_binary()
+    workdir = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    # The scrape job of collector/prometheus/prometheus.yml, pointed at the test collector.
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "storage": {"tsdb": {"out_of_order_time_window": "10m"}},
+        "scrape_configs": [
+            {
+                "job_name": "otel-collector",
+                "honor_labels": True,
+                "static_configs": [{"targets": [scenario.metrics_endpoint]}],
+            }
+        ],
+    }
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(json.dumps(config), encoding="utf-8")  # JSON is valid YAML
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--enable-feature=exemplar-storage",
+    ]
+    with start_process(argv, cwd=workdir) as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", server, timeout=20)
+        prom = Prometheus(base)
+        prom.wait_query(f'pipeline_items_total{{job="{SERVICE}"}}')
+        prom.wait_query('traces_span_metrics_calls_total{span_name="e2e-request"}')
+        yield prom
+
+
+def _by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+
+
+def test_prometheus_pipeline_items_by_outcome(scenario: Scenario, prometheus: Prometheus) -> None:
+    """pipeline_items_total carries job/instance of the service and counts per outcome."""
+    result = prometheus.query(f'pipeline_items_total{{pipeline="{PIPELINE}",stage="convert"}}')
+    assert _by(result, "outcome") == {"success": 4.0, "failure": 1.0}
+    for series in result:
+        assert series["metric"]["job"] == SERVICE
+        assert series["metric"]["instance"] == scenario.instance
+        assert series["metric"]["deployment_environment_name"] == "ci"
+        assert "exported_job" not in series["metric"]  # honor_labels kept the service's job
+    ratio = prometheus.query(
+        f'sum(pipeline_items_total{{outcome="failure",job="{SERVICE}"}})'
+        f' / sum(pipeline_items_total{{job="{SERVICE}"}})'
+    )
+    assert float(ratio[0]["value"][1]) == pytest.approx(0.2)
+
+
+def test_prometheus_pipeline_histograms_and_gauge(scenario: Scenario, prometheus: Prometheus) -> None:
+    """Stage duration and lag arrive as _bucket/_sum/_count histograms; queue depth as a gauge."""
+    counts = prometheus.query(f'pipeline_stage_duration_seconds_count{{pipeline="{PIPELINE}"}}')
+    assert _by(counts, "outcome") == {"success": 4.0, "failure": 1.0}
+    buckets = prometheus.query(f'pipeline_stage_duration_seconds_bucket{{pipeline="{PIPELINE}",le="+Inf"}}')
+    assert sum(float(r["value"][1]) for r in buckets) == 5.0
+    lag = prometheus.query(
+        f'sum(pipeline_lag_seconds_sum{{pipeline="{PIPELINE}"}})'
+        f' / sum(pipeline_lag_seconds_count{{pipeline="{PIPELINE}"}})'
+    )
+    assert 1.5 <= float(lag[0]["value"][1]) <= 3.0  # enqueued 2 s (x4) and 1 s (x1) before
+    p95 = prometheus.query(
+        f'histogram_quantile(0.95, sum by (le) (pipeline_lag_seconds_bucket{{pipeline="{PIPELINE}"}}))'
+    )
+    assert 1.0 <= float(p95[0]["value"][1]) <= 5.0
+    depth = prometheus.wait_query(f'pipeline_queue_depth{{pipeline="{PIPELINE}",queue="inbox"}}')
+    assert float(depth[0]["value"][1]) == 7.0
+
+
+def test_prometheus_http_server_and_span_metrics(scenario: Scenario, prometheus: Prometheus) -> None:
+    """FastAPI's request histogram and the span_metrics RED series use bounded route labels."""
+    http = prometheus.query(
+        f'sum by (http_response_status_code) (http_server_request_duration_seconds_count{{job="{SERVICE}",http_route="/items/{{item_id}}"}})'
+    )
+    assert _by(http, "http_response_status_code") == {"200": 2.0, "500": 1.0}
+    calls = prometheus.wait_query(
+        f'traces_span_metrics_calls_total{{job="{SERVICE}",span_name="GET /items/{{item_id}}"}}'
+    )
+    by_code = {
+        (r["metric"]["http_response_status_code"], r["metric"]["status_code"]): float(r["value"][1])
+        for r in calls
+    }
+    assert by_code == {("200", "STATUS_CODE_UNSET"): 2.0, ("500", "STATUS_CODE_ERROR"): 1.0}
+    assert all(r["metric"]["span_kind"] == "SPAN_KIND_SERVER" for r in calls)
+    assert all(r["metric"]["instance"] == scenario.instance for r in calls)
+    stages = prometheus.query(
+        f'traces_span_metrics_duration_seconds_count{{pipeline_name="{PIPELINE}",pipeline_stage="convert"}}'
+    )
+    assert sum(float(r["value"][1]) for r in stages) == 5.0
+    assert_documented(["traces.span.metrics.calls", "traces.span.metrics.duration"])
+
+
+def test_prometheus_exemplars_point_at_delivered_traces(
+    scenario: Scenario, prometheus: Prometheus
+) -> None:
+    """Exemplars stored by Prometheus carry trace ids of spans that reached Tempo."""
+    now = time.time()
+    deadline = time.monotonic() + 10
+    while True:
+        data = prometheus.get(
+            "/api/v1/query_exemplars",
+            query=f'pipeline_items_total{{pipeline="{PIPELINE}"}}',
+            start=str(now - 600),
+            end=str(now + 60),
+        )
+        ids = {e["labels"].get("trace_id") for series in data for e in series["exemplars"]}
+        if ids or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    delivered = {s.trace_id for s in scenario.tempo.spans()}
+    assert ids and ids <= delivered, (ids, delivered)
+
+
+# --------------------------------------------------------------------------- dashboards
+
+_PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+    "unless", "offset", "inf", "nan", "sum", "avg", "min", "max", "count", "rate", "irate",
+    "increase", "histogram_quantile", "topk", "bottomk", "quantile", "stddev", "clamp_min",
+    "clamp_max", "label_values", "vector", "scalar", "abs", "delta", "deriv", "idelta",
+    "max_over_time", "min_over_time", "avg_over_time", "sum_over_time", "last_over_time",
+    "absent", "time", "round", "ceil", "floor", "sort", "sort_desc", "count_values",
+    "label_replace", "label_join", "sgn", "exp", "ln", "log2", "log10", "sqrt", "group",
+}  # fmt: skip
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression (with Grafana variables) selects."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_:]*\}?", "1", text)  # Grafana variables
+    text = re.sub(r"\{[^{}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges / subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][A-Za-z0-9_:]*)\b(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word.lower() in _PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names
+
+
+def _dashboard_exprs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("expr", "query", "definition") and isinstance(value, str) and value:
+                if key == "query" and not re.search(r"[({]", value):
+                    continue  # a Loki/Tempo text query or a plain label name
+                yield value
+            else:
+                yield from _dashboard_exprs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _dashboard_exprs(item)
+
+
+def test_promql_metric_name_parser() -> None:
+    """The dashboard check finds metric names, not functions, labels or variables."""
+    expr = (
+        'histogram_quantile(0.95, sum by (le, stage) (rate(pipeline_lag_seconds_bucket'
+        '{job=~"$job", stage!="x"}[$__rate_interval]))) / on(job) group_left '
+        'sum(pipeline_queue_depth) or vector(0)'
+    )
+    assert promql_metric_names(expr) == {"pipeline_lag_seconds_bucket", "pipeline_queue_depth"}
+    assert promql_metric_names('count(target_info{job="a b"}) > bool 0') == {"target_info"}
+
+
+def test_dashboards_use_only_metric_names_prometheus_has(
+    scenario: Scenario, prometheus: Prometheus
+) -> None:
+    """Every metric a provisioned dashboard queries exists in Prometheus under that exact name."""
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files, f"no dashboards in {DASHBOARDS}"
+    known = set(prometheus.get("/api/v1/label/__name__/values"))
+    missing: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for path in files:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for expr in _dashboard_exprs(dashboard):
+            if expr.startswith("label_values("):
+                args = expr[len("label_values(") : -1].rsplit(",", 1)
+                if len(args) == 1:
+                    continue  # label_values(label): no metric
+                expr = args[0]
+            names = promql_metric_names(expr)
+            seen |= names
+            if names - known:
+                missing.setdefault(path.name, set()).update(names - known)
+    assert not missing, f"dashboard metrics Prometheus does not have: {missing}; it has {sorted(known)}"
+    assert {
+        "pipeline_items_total",
+        "pipeline_stage_duration_seconds_bucket",
+        "pipeline_lag_seconds_bucket",
+        "pipeline_queue_depth",
+        "http_server_request_duration_seconds_bucket",
+    } <= seen
