@@ -3,20 +3,20 @@
 Each command is a fresh interpreter, run alternately; wall time covers the
 whole process (start, init, exit with its bounded shutdown) and peak RSS comes
 from ``wait4``'s rusage of that very process (``opentelemetry-instrument``
-execs the interpreter, so it is the same pid). An OTLP sink is listening, as a
+execs the interpreter, so it is the same pid), spawned by a small helper
+(``_spawn_measure.py``) so the parent's memory does not leak into the peak. An OTLP sink is listening, as a
 collector would be. The target compares *overheads* over bare ``python -c pass``:
 platform-otel's must be <= 0.6x the official one's.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import PYTHON, bench_env, median, otlp_env, row, sink
+from _common import BENCH_DIR, PYTHON, bench_env, median, otlp_env, row, sink
 
 __all__ = ["run"]
 
@@ -31,15 +31,17 @@ CASES: list[tuple[str, list[str]]] = [
 ]
 
 
-def _measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} exited with {proc.returncode}")
-    return elapsed, usage.ru_maxrss / 1024.0  # KiB -> MiB
+def _measure(cmd: list[str], env: dict[str, str], n: int = 1) -> list[tuple[float, float]]:
+    """(wall seconds, peak RSS MiB) of ``n`` runs, spawned from a lean helper process."""
+    helper = [PYTHON, "-S", "-E", str(BENCH_DIR / "_spawn_measure.py"), str(n), "--", *cmd]
+    out = subprocess.run(helper, env=env, capture_output=True, text=True, check=True).stdout
+    runs = []
+    for line in out.splitlines():
+        rec = json.loads(line)
+        if rec["rc"] != 0:
+            raise RuntimeError(f"{cmd} exited with {rec['rc']}")
+        runs.append((rec["s"], rec["rss_mib"]))
+    return runs
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -52,7 +54,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             _measure(cmd, env)
         for _ in range(repeats):
             for label, cmd in CASES:
-                t, m = _measure(cmd, env)
+                ((t, m),) = _measure(cmd, env)
                 times[label].append(t)
                 rss[label].append(m)
     bare, ours, official = (median(times[c[0]]) for c in CASES)

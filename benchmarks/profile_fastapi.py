@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -104,11 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="platform", help="BENCH_MODE of benchmarks/apps/hello.py")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument(
+        "--raw", default="", help="also keep py-spy's collapsed stacks at this path"
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     results = BENCH_DIR / "results"
     results.mkdir(exist_ok=True)
-    raw_path = results / f"profile_{args.mode}.collapsed"
+    tmp = tempfile.TemporaryDirectory()
+    raw_path = Path(args.raw) if args.raw else Path(tmp.name) / "profile.collapsed"
     with sink() as s, server(args.mode, s.endpoint, access_log=not args.no_access_log) as srv:
         load(srv.url, 2.0)
         loader = threading.Thread(target=load, args=(srv.url, args.seconds + 2))
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         loader.join()
     report = summarize(raw_path.read_text())
+    tmp.cleanup()
     header = (
         f"py-spy profile of benchmarks/apps/hello.py, BENCH_MODE={args.mode}, one uvicorn worker, "
         f"wrk load, access log {'off' if args.no_access_log else 'on'}, {args.seconds:.0f}s at 250 Hz, "

@@ -43,6 +43,7 @@ if [[ ! -x "${ocb}" ]]; then
     rmdir "${gobin}"
 fi
 
+mkdir -p "${cache_root}"
 work="$(mktemp -d "${cache_root}/.build.XXXXXX")"
 trap 'rm -rf "${work}"' EXIT
 cp "${manifest}" "${work}/manifest.yaml"

@@ -38,5 +38,5 @@ status=0
 step "pytest (mcp 2.x)"
 .venv/bin/python -m pytest "$@" || status=1
 step "pytest (mcp 1.x): MCP tests and the example that uses MCP"
-.venv-mcp1/bin/python -m pytest tests/test_mcp.py tests/test_doc_pipeline_example.py -p no:cacheprovider || status=1
+.venv-mcp1/bin/python -m pytest tests/test_mcp.py tests/test_doc_pipeline_example.py tests/test_telemetry_names.py -p no:cacheprovider || status=1
 exit $status

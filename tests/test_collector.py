@@ -85,7 +85,9 @@ def test_config_validates(otelcol: Path) -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "TEMPO_", "LOKI_"))},
+        env={
+            k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "TEMPO_", "LOKI_"))
+        },
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -94,7 +96,9 @@ def test_validate_rejects_unknown_component(otelcol: Path, tmp_path: Path) -> No
     """The validate check is real: a component outside the slim build is rejected."""
     broken = tmp_path / "config.yaml"
     text = CONFIG.read_text(encoding="utf-8")
-    broken.write_text(text.replace("  memory_limiter:\n", "  tail_sampling:\n", 1), encoding="utf-8")
+    broken.write_text(
+        text.replace("  memory_limiter:\n", "  tail_sampling:\n", 1), encoding="utf-8"
+    )
     proc = subprocess.run(
         [str(otelcol), "validate", "--config", str(broken)],
         capture_output=True,
@@ -103,6 +107,32 @@ def test_validate_rejects_unknown_component(otelcol: Path, tmp_path: Path) -> No
     )
     assert proc.returncode != 0
     assert "tail_sampling" in proc.stderr
+
+
+_KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+def _sections(text: str, item: str) -> dict[str, set[str]]:
+    """Component types per kind, from lines matching ``item`` below each top-level kind."""
+    found: dict[str, set[str]] = {kind: set() for kind in _KINDS}
+    kind = None
+    for line in text.splitlines():
+        if re.match(r"^[A-Za-z]", line):
+            kind = line.split(":")[0] if line.split(":")[0] in _KINDS else None
+        elif kind and (m := re.match(item, line)):
+            found[kind].add(m.group(1))
+    return found
+
+
+def test_distribution_is_exactly_what_the_config_uses(otelcol: Path) -> None:
+    """The slim build has every component config.yaml names and nothing it does not use."""
+    listed = subprocess.run(
+        [str(otelcol), "components"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    built = _sections(listed, r"^    - name: (\w+)$")
+    used = _sections(CONFIG.read_text(encoding="utf-8"), r"^  (\w+)(?:/[^:]*)?:")
+    assert built == used
+    assert used["exporters"] == {"otlp_grpc", "otlp_http", "prometheus", "debug"}
 
 
 # --------------------------------------------------------------------------- end to end
@@ -160,6 +190,7 @@ class Scenario:
     tempo: OtlpReceiver
     loki: OtlpReceiver
     metrics_endpoint: str  # host:port of the prometheus exporter
+    self_metrics_endpoint: str  # host:port of the collector's own metrics
     trace_id: str
     instance: str
 
@@ -172,25 +203,50 @@ def _scrape(endpoint: str) -> str:
     return body
 
 
+@dataclass
+class Ports:
+    grpc: int
+    http: int
+    health: int
+    prometheus: int
+    telemetry: int
+
+
+def collector_env(
+    storage: Path, tempo_port: int, loki_endpoint: str
+) -> tuple[dict[str, str], Ports]:
+    """config.yaml's variables for a collector on free 127.0.0.1 ports (as compose sets them)."""
+    ports = Ports(*(free_port() for _ in range(5)))
+    env = {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.grpc}",
+        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.http}",
+        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports.health}",
+        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports.prometheus}",
+        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+        "OTELCOL_TELEMETRY_PORT": str(ports.telemetry),
+        "OTELCOL_STORAGE_DIR": str(storage),
+        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTELCOL_BATCH_TIMEOUT": "200ms",
+        "TEMPO_ENDPOINT": f"127.0.0.1:{tempo_port}",
+        "LOKI_ENDPOINT": loki_endpoint,
+    }
+    return env, ports
+
+
 @pytest.fixture(scope="module")
 def scenario(otelcol: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     """Collector + fake Tempo/Loki + one platform_otel service run, shared by the tests below."""
     tempo = OtlpReceiver("grpc").start()
     loki = OtlpReceiver("http").start()
-    grpc_port, http_port, health_port, prom_port, self_port = (free_port() for _ in range(5))
-    env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health_port}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{prom_port}",
-        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-        "OTELCOL_TELEMETRY_PORT": str(self_port),
-        "OTELCOL_STORAGE_DIR": str(tmp_path_factory.mktemp("otelcol-storage")),
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-        "OTELCOL_BATCH_TIMEOUT": "200ms",
-        "TEMPO_ENDPOINT": f"127.0.0.1:{tempo.port}",
-        "LOKI_ENDPOINT": loki.endpoint,
-    }
+    env, ports = collector_env(
+        tmp_path_factory.mktemp("otelcol-storage"), tempo.port, loki.endpoint
+    )
+    grpc_port, health_port, prom_port, self_port = (
+        ports.grpc,
+        ports.health,
+        ports.prometheus,
+        ports.telemetry,
+    )
     try:
         with start_process([str(otelcol), "--config", str(CONFIG)], env) as collector:
             wait_http(f"http://127.0.0.1:{health_port}/", collector, timeout=20)
@@ -205,7 +261,13 @@ def scenario(otelcol: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 assert time.monotonic() < deadline, _scrape(metrics_endpoint)
                 time.sleep(0.2)
             yield Scenario(
-                collector, tempo, loki, metrics_endpoint, emitted["trace_id"], emitted["instance"]
+                collector,
+                tempo,
+                loki,
+                metrics_endpoint,
+                f"127.0.0.1:{self_port}",
+                emitted["trace_id"],
+                emitted["instance"],
             )
             collector.stop()
             assert collector.returncode == 0, str(collector)
@@ -245,6 +307,60 @@ def test_scrape_endpoint_serves_openmetrics_exemplars(scenario: Scenario) -> Non
     assert text.rstrip().endswith("# EOF")
 
 
+SPAN_EMITTER = """
+import sys
+import platform_otel
+from opentelemetry import trace
+
+platform_otel.init(service_name="collector-restart", endpoint=sys.argv[1], protocol="grpc")
+with trace.get_tracer("collector-restart").start_as_current_span("queued-while-tempo-down") as span:
+    print(format(span.get_span_context().trace_id, "032x"))
+platform_otel.shutdown()
+"""
+
+
+def _queue_size(endpoint: str, exporter: str) -> float:
+    _status, body = http_get(f"http://{endpoint}/metrics")
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("otelcol_exporter_queue_size{") and f'exporter="{exporter}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_spans_survive_collector_restart_while_tempo_is_down(otelcol: Path, tmp_path: Path) -> None:
+    """Spans accepted while Tempo is down stay in the on-disk queue and are sent after a restart."""
+    tempo = OtlpReceiver("grpc", port=free_port())  # not started yet: Tempo is down
+    loki = OtlpReceiver("http").start()
+    env, ports = collector_env(tmp_path / "queue", tempo.port, loki.endpoint)
+    argv = [str(otelcol), "--config", str(CONFIG)]
+    try:
+        with start_process(argv, env) as first:
+            wait_http(f"http://127.0.0.1:{ports.health}/", first, timeout=20)
+            ran = run_python(SPAN_EMITTER, args=[f"http://127.0.0.1:{ports.grpc}"], timeout=30)
+            assert ran.rc == 0, str(ran)
+            trace_id = ran.stdout.strip().splitlines()[-1]
+            self_metrics = f"127.0.0.1:{ports.telemetry}"
+            deadline = time.monotonic() + 10
+            while _queue_size(self_metrics, "otlp_grpc/tempo") < 1:
+                assert time.monotonic() < deadline, http_get(f"http://{self_metrics}/metrics")[1]
+                time.sleep(0.2)
+            first.stop()
+        assert first.returncode == 0, str(first)
+        assert not tempo.spans()
+        tempo.start()
+        env, ports = collector_env(tmp_path / "queue", tempo.port, loki.endpoint)
+        with start_process(argv, env) as second:
+            spans = tempo.wait_for(
+                lambda r: [s for s in r.spans() if s.trace_id == trace_id], timeout=20
+            )
+            assert [s.name for s in spans] == ["queued-while-tempo-down"]
+            assert second.proc.poll() is None, str(second)
+    finally:
+        tempo.stop()
+        loki.stop()
+
+
 # --------------------------------------------------------------------------- prometheus
 
 
@@ -280,25 +396,22 @@ def _prometheus_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def prometheus(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(
+    scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     """A real Prometheus scraping the collector every second, as compose's prometheus.yml does."""
     binary = _prometheus_binary()
     workdir = tmp_path_factory.mktemp("prometheus")
     port = free_port()
-    # The scrape job of collector/prometheus/prometheus.yml, pointed at the test collector.
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "storage": {"tsdb": {"out_of_order_time_window": "10m"}},
-        "scrape_configs": [
-            {
-                "job_name": "otel-collector",
-                "honor_labels": True,
-                "static_configs": [{"targets": [scenario.metrics_endpoint]}],
-            }
-        ],
-    }
+    # The shipped prometheus.yml, its collector targets pointed at the test collector and
+    # every interval shortened; the tempo/loki targets stay down (unresolvable names).
+    text = (COLLECTOR_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    assert "otel-collector:8889" in text and "otel-collector:8888" in text
+    text = text.replace("otel-collector:8889", scenario.metrics_endpoint)
+    text = text.replace("otel-collector:8888", scenario.self_metrics_endpoint)
+    text = re.sub(r"(scrape_interval|evaluation_interval): \d+s", r"\1: 1s", text)
     config_file = workdir / "prometheus.yml"
-    config_file.write_text(json.dumps(config), encoding="utf-8")  # JSON is valid YAML
+    config_file.write_text(text, encoding="utf-8")
     argv = [
         binary,
         f"--config.file={config_file}",
@@ -309,9 +422,14 @@ def prometheus(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> 
     with start_process(argv, cwd=workdir) as server:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/-/ready", server, timeout=20)
+        deadline = time.monotonic() + 20
+        while http_get(f"{base}/-/ready")[0] != 200:  # 503 while the TSDB opens
+            assert time.monotonic() < deadline and server.proc.poll() is None, str(server)
+            time.sleep(0.2)
         prom = Prometheus(base)
         prom.wait_query(f'pipeline_items_total{{job="{SERVICE}"}}')
         prom.wait_query('traces_span_metrics_calls_total{span_name="e2e-request"}')
+        prom.wait_query('up{job="otel-collector-self"} == 1')  # the collector's own metrics
         yield prom
 
 
@@ -335,11 +453,15 @@ def test_prometheus_pipeline_items_by_outcome(scenario: Scenario, prometheus: Pr
     assert float(ratio[0]["value"][1]) == pytest.approx(0.2)
 
 
-def test_prometheus_pipeline_histograms_and_gauge(scenario: Scenario, prometheus: Prometheus) -> None:
+def test_prometheus_pipeline_histograms_and_gauge(
+    scenario: Scenario, prometheus: Prometheus
+) -> None:
     """Stage duration and lag arrive as _bucket/_sum/_count histograms; queue depth as a gauge."""
     counts = prometheus.query(f'pipeline_stage_duration_seconds_count{{pipeline="{PIPELINE}"}}')
     assert _by(counts, "outcome") == {"success": 4.0, "failure": 1.0}
-    buckets = prometheus.query(f'pipeline_stage_duration_seconds_bucket{{pipeline="{PIPELINE}",le="+Inf"}}')
+    buckets = prometheus.query(
+        f'pipeline_stage_duration_seconds_bucket{{pipeline="{PIPELINE}",le="+Inf"}}'
+    )
     assert sum(float(r["value"][1]) for r in buckets) == 5.0
     lag = prometheus.query(
         f'sum(pipeline_lag_seconds_sum{{pipeline="{PIPELINE}"}})'
@@ -354,7 +476,9 @@ def test_prometheus_pipeline_histograms_and_gauge(scenario: Scenario, prometheus
     assert float(depth[0]["value"][1]) == 7.0
 
 
-def test_prometheus_http_server_and_span_metrics(scenario: Scenario, prometheus: Prometheus) -> None:
+def test_prometheus_http_server_and_span_metrics(
+    scenario: Scenario, prometheus: Prometheus
+) -> None:
     """FastAPI's request histogram and the span_metrics RED series use bounded route labels."""
     http = prometheus.query(
         f'sum by (http_response_status_code) (http_server_request_duration_seconds_count{{job="{SERVICE}",http_route="/items/{{item_id}}"}})'
@@ -396,6 +520,12 @@ def test_prometheus_exemplars_point_at_delivered_traces(
         time.sleep(0.25)
     delivered = {s.trace_id for s in scenario.tempo.spans()}
     assert ids and ids <= delivered, (ids, delivered)
+    # Grafana turns exactly this label into a Tempo link (exemplarTraceIdDestinations).
+    datasources = (
+        COLLECTOR_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
+    ).read_text(encoding="utf-8")
+    block = datasources.split("exemplarTraceIdDestinations:", 1)[1].split("\n\n", 1)[0]
+    assert "trace_id" in re.findall(r"- name: (\w+)", block)
 
 
 # --------------------------------------------------------------------------- dashboards
@@ -444,9 +574,9 @@ def _dashboard_exprs(node: Any) -> Iterator[str]:
 def test_promql_metric_name_parser() -> None:
     """The dashboard check finds metric names, not functions, labels or variables."""
     expr = (
-        'histogram_quantile(0.95, sum by (le, stage) (rate(pipeline_lag_seconds_bucket'
+        "histogram_quantile(0.95, sum by (le, stage) (rate(pipeline_lag_seconds_bucket"
         '{job=~"$job", stage!="x"}[$__rate_interval]))) / on(job) group_left '
-        'sum(pipeline_queue_depth) or vector(0)'
+        "sum(pipeline_queue_depth) or vector(0)"
     )
     assert promql_metric_names(expr) == {"pipeline_lag_seconds_bucket", "pipeline_queue_depth"}
     assert promql_metric_names('count(target_info{job="a b"}) > bool 0') == {"target_info"}
@@ -473,7 +603,9 @@ def test_dashboards_use_only_metric_names_prometheus_has(
             seen |= names
             if names - known:
                 missing.setdefault(path.name, set()).update(names - known)
-    assert not missing, f"dashboard metrics Prometheus does not have: {missing}; it has {sorted(known)}"
+    assert not missing, (
+        f"dashboard metrics Prometheus does not have: {missing}; it has {sorted(known)}"
+    )
     assert {
         "pipeline_items_total",
         "pipeline_stage_duration_seconds_bucket",

@@ -92,3 +92,66 @@ def test_example_span_names_are_documented(summary: dict[str, Any]) -> None:
                     )
                 )
     assert_documented(names)
+
+
+def _series(summary: dict[str, Any], name: str, **attributes: Any) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in summary["metrics"]
+        if m["name"] == name and all(m["attributes"].get(k) == v for k, v in attributes.items())
+    ]
+
+
+def test_pipeline_metrics_arrive_over_otlp_with_exact_counts(summary: dict[str, Any]) -> None:
+    """pipeline_items_total counts each document once per stage and outcome; durations and lag are recorded."""
+    items = {
+        (m["attributes"]["stage"], m["attributes"]["outcome"]): m["value"]
+        for m in _series(summary, "pipeline.items", pipeline="document-ingest")
+    }
+    assert items == {
+        ("enqueue", "success"): 3,
+        ("convert", "success"): 2,
+        ("convert", "failure"): 1,
+    }
+    assert {m["prometheus"] for m in _series(summary, "pipeline.items")} == {"pipeline_items_total"}
+    durations = {
+        (m["attributes"]["stage"], m["attributes"]["outcome"]): m["count"]
+        for m in _series(summary, "pipeline.stage.duration")
+    }
+    assert durations == items
+    (lag,) = _series(summary, "pipeline.lag", stage="convert")
+    assert lag["count"] == 3 and lag["sum"] > 0
+    (depth,) = _series(summary, "pipeline.queue.depth", queue="pending")
+    assert depth["value"] == 0  # every document was taken off the queue
+
+
+def test_http_and_mcp_metrics_arrive_over_otlp(summary: dict[str, Any]) -> None:
+    """The HTTP server and MCP client/server duration histograms count each request once."""
+    (posts,) = _series(
+        summary,
+        "http.server.request.duration",
+        **{"http.request.method": "POST", "http.route": "/documents"},
+    )
+    assert posts["attributes"]["http.response.status_code"] == 202 and posts["count"] == 3
+    for side, service in (("client", "doc-pipeline"), ("server", "doc-converter")):
+        calls = _series(
+            summary, f"mcp.{side}.operation.duration", **{"mcp.method.name": "tools/call"}
+        )
+        assert {m["service"] for m in calls} == {service}
+        by_error = {m["attributes"].get("error.type"): m["count"] for m in calls}
+        assert by_error == {None: 2, "tool_error": 1}, (side, by_error)
+
+
+def test_log_records_carry_their_documents_trace_id(summary: dict[str, Any]) -> None:
+    """Log lines written inside a document's stages arrive over OTLP with that document's trace id."""
+    for doc in summary["documents"]:
+        mine = [r for r in summary["logs"] if r["trace_id"] == doc["trace_id"]]
+        pipeline = [r["body"] for r in mine if r["service"] == "doc-pipeline"]
+        assert f"document {doc['id']} queued: {doc['name']}" in pipeline, pipeline
+        assert f"document {doc['id']} {doc['status']}" in pipeline, pipeline
+        # The converter logs in its own process, inside the MCP server span of the same trace.
+        converter = [r["body"] for r in mine if r["scope"] == "doc_converter"]
+        expected = "converted" if doc["status"] == "done" else "rejected"
+        assert [b.split()[0] for b in converter] == [expected], converter
+        assert all(r["service"] == "doc-converter" for r in mine if r["scope"] == "doc_converter")
+        assert all(len(r["span_id"]) == 16 and r["span_id"] != "0" * 16 for r in mine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import BackgroundTasks, FastAPI, Response
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -192,6 +193,31 @@ def test_duration_histogram_buckets_and_attributes(telemetry: Telemetry) -> None
     assert points["/unavailable"].attributes["error.type"] == "503"
 
 
+def test_background_task_time_is_not_request_latency(telemetry: Telemetry) -> None:
+    """Span end and duration stop when the response is sent, not after a slow background task."""
+    app = FastAPI()
+    ran: list[bool] = []
+
+    async def slow_task() -> None:
+        await asyncio.sleep(0.3)
+        ran.append(True)
+
+    @app.get("/later")
+    async def later(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(slow_task)
+        return {"queued": True}
+
+    pf.instrument(telemetry.context())
+    with TestClient(app) as client:
+        assert client.get("/later").status_code == 200
+    assert ran == [True]
+    (span,) = telemetry.server_spans()
+    assert span.end_time is not None and span.start_time is not None
+    assert (span.end_time - span.start_time) / 1e9 < 0.25
+    (point,) = telemetry.points()
+    assert point.sum < 0.25
+
+
 def test_5xx_response_sets_error_type_and_status(telemetry: Telemetry) -> None:
     """A 5xx response marks the span as error with error.type set to the status code."""
     pf.instrument(telemetry.context())
@@ -262,6 +288,36 @@ def test_app_instrumented_by_official_instrumentor_traced_once(telemetry: Teleme
         assert len(telemetry.exporter.get_finished_spans()) == 1
     finally:
         FastAPIInstrumentor.uninstrument_app(app)
+
+
+def test_app_with_explicit_native_telemetry_traced_once(telemetry: Telemetry) -> None:
+    """An app built with FastAPI(telemetry={"tracer_provider": ...}) keeps FastAPI's own span, and gets no second one."""
+    app = FastAPI(
+        telemetry={
+            "tracer_provider": telemetry.tracer_provider,
+            "meter_provider": telemetry.meter_provider,
+            "operation_spans": False,
+        }
+    )
+
+    @app.get("/native/{n}")
+    async def native(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    pf.instrument(telemetry.context())
+    with TestClient(app) as client:
+        client.get("/native/1")
+    (span,) = telemetry.server_spans()
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == "fastapi"  # FastAPI's native span, not ours
+    assert len(telemetry.exporter.get_finished_spans()) == 1
+
+
+def test_native_implementation_option_installs_no_hook(telemetry: Telemetry) -> None:
+    """fastapi_impl='native' leaves FastAPI.__call__ untouched (FastAPI's built-in telemetry does the work)."""
+    before = FastAPI.__dict__["__call__"]
+    assert pf.instrument(telemetry.context(impl="native")) is None
+    assert FastAPI.__dict__["__call__"] is before
 
 
 def test_mounted_fastapi_app_one_span_with_full_route(telemetry: Telemetry) -> None:
@@ -422,3 +478,60 @@ def test_real_uvicorn_one_span_and_access_log_carries_trace_id(tmp_path: Path) -
         out, _ = proc.communicate(timeout=10)
     assert spans == [{"name": "GET /hello", "kind": "SERVER", "trace_id": TRACE_ID}]
     assert f"access-line /hello trace_id={TRACE_ID}" in out.splitlines(), out
+
+
+_INIT_APP = textwrap.dedent(
+    """
+    from fastapi import FastAPI
+
+    app = FastAPI()  # created before init(): must still be traced
+
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int):
+        return {"item_id": item_id}
+
+
+    import platform_otel
+
+    platform_otel.init()
+    """
+)
+
+
+@pytest.mark.integration
+def test_init_exports_server_span_and_duration_metric_over_otlp(
+    tmp_path: Path, otlp_grpc_receiver: Any
+) -> None:
+    """With init() under real uvicorn, the receiver gets one server span per request (continuing traceparent) and the duration histogram by route."""
+    from tests.support.fixtures import free_port, otel_env, start_process, wait_http
+
+    (tmp_path / "initapp.py").write_text(_INIT_APP)
+    port = free_port()
+    env = otel_env(otlp_grpc_receiver, service_name="fastapi-it", PYTHONPATH=str(tmp_path))
+    argv = [sys.executable, "-m", "uvicorn", "initapp:app", "--port", str(port)]
+    with start_process(argv, env, cwd=tmp_path) as srv:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/items/0", srv)
+        assert httpx.get(f"{base}/items/7", headers={"traceparent": TRACEPARENT}).status_code == 200
+        assert httpx.get(f"{base}/missing/raw/path").status_code == 404
+        spans = otlp_grpc_receiver.wait_for(
+            lambda r: (
+                [s for s in r.spans() if s.attributes.get("url.path") == "/missing/raw/path"]
+                and r.spans()
+            )
+        )
+        points = otlp_grpc_receiver.wait_for(
+            lambda r: [p for p in r.metrics() if p.name == DURATION] or None
+        )
+    server_spans = [s for s in spans if s.kind == "SERVER"]
+    assert len(server_spans) == len(spans)  # no send/receive or FastAPI operation spans
+    traced = next(s for s in server_spans if s.attributes.get("url.path") == "/items/7")
+    assert traced.name == "GET /items/{item_id}"
+    assert traced.trace_id == TRACE_ID and traced.parent_span_id == PARENT_ID
+    assert traced.resource["service.name"] == "fastapi-it"
+    assert {p.attributes.get("http.route") for p in points} <= {"/items/{item_id}", None}
+    assert all("url.path" not in p.attributes for p in points)
+    assert f"trace_id={TRACE_ID}" in next(
+        line for line in srv.output.splitlines() if "GET /items/7" in line
+    )

@@ -10,6 +10,8 @@ Modes (env ``BENCH_MODE``):
 * ``lean-manual``: platform-otel's lean FastAPI path with SDK providers built by
   hand (OTLP/gRPC exporters, batch processors), no ``init()``;
 * ``lean-fast``: ``lean-manual`` with ``platform_otel._otlp_fast.FastOTLPSpanExporter``;
+* ``lean-sdk-only`` / ``lean-noop``: the lean path with SDK providers that export
+  nothing / with no-op providers (cost breakdown in ``bench_asgi_overhead.py``);
 * ``official-app``: ``FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])``
   with hand-built SDK providers exporting over OTLP/gRPC, plus the official
   logging instrumentation (trace ids on log records): the official tooling
@@ -85,6 +87,34 @@ elif MODE in ("lean-manual", "lean-fast"):
     from platform_otel.instrumentation import fastapi as _pf
 
     tp, mp = _sdk_providers(fast=MODE == "lean-fast")
+    _pf.instrument(
+        InstrumentationContext(
+            settings=types.SimpleNamespace(  # type: ignore[arg-type]
+                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
+            ),
+            tracer_provider=tp,  # type: ignore[arg-type]
+            meter_provider=mp,  # type: ignore[arg-type]
+            logger_provider=None,
+        )
+    )
+elif MODE in ("lean-sdk-only", "lean-noop"):
+    # Cost breakdown: the lean path with SDK providers that export nothing
+    # (span + histogram work only), or with no-op providers (our code only).
+    import types
+
+    from opentelemetry import metrics as _metrics
+    from opentelemetry import trace as _trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from platform_otel.instrumentation import InstrumentationContext
+    from platform_otel.instrumentation import fastapi as _pf
+
+    if MODE == "lean-noop":
+        tp, mp = _trace.NoOpTracerProvider(), _metrics.NoOpMeterProvider()
+    else:
+        tp, mp = TracerProvider(), MeterProvider(metric_readers=[InMemoryMetricReader()])
     _pf.instrument(
         InstrumentationContext(
             settings=types.SimpleNamespace(  # type: ignore[arg-type]

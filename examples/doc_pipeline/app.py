@@ -116,6 +116,9 @@ async def submit(doc: Document) -> dict[str, str]:
         await app.state.queue.put(
             {"id": doc_id, "name": doc.name, "text": doc.text, "carrier": carrier}
         )
+        # Inside the stage: the record carries this document's trace id (on stderr and over OTLP);
+        # extra= keys become attributes of the OTLP log record.
+        log.info("document %s queued: %s", doc_id, doc.name, extra={"doc.name": doc.name})
     trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
     return {"id": doc_id, "trace_id": trace_id}
 

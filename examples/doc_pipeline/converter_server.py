@@ -32,6 +32,7 @@ server = Server("doc-converter")
 def convert_document(name: str, text: str) -> str:
     """Convert a plain-text document to Markdown; an empty document is a tool error."""
     if not text.strip():
+        log.warning("rejected %s: empty document", name)
         raise ValueError(f"document {name!r} is empty")
     with tracer.start_as_current_span("render markdown") as span:
         paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]

@@ -1,15 +1,18 @@
-"""Run the document pipeline on this machine and print each document's trace.
+"""Run the document pipeline on this machine and print the telemetry it produced.
 
 Starts a tiny OTLP receiver, the FastAPI service (``app.py``, which starts the
 MCP converter as a child process over stdio), submits a few documents, waits for
 them to be converted, prints the trace tree of each document and checks that
 each forms one trace: HTTP request -> enqueue -> worker stage -> MCP client
-call -> MCP server tool (other process) -> the tool's own work.
+call -> MCP server tool (other process) -> the tool's own work. Then it stops
+the service (which flushes its telemetry) and shows the metrics and the log
+records that arrived over OTLP, the logs matched to their document's trace.
 
-    python examples/doc_pipeline/run_demo.py            # trees
+    python examples/doc_pipeline/run_demo.py            # trees, metrics, logs
     python examples/doc_pipeline/run_demo.py --json     # plus one JSON summary line
 
-Exit status 0 when every document's trace is complete, 1 otherwise.
+Exit status 0 when every document's trace is complete and its metrics and logs
+arrived, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _collector import Collector, Span  # noqa: E402
+from _collector import Collector, LogRecord, Point, Span  # noqa: E402
 
 DOCUMENTS = [
     ("report.txt", "Quarterly report\n\nRevenue grew by 12%.\n\nCosts were flat."),
@@ -144,6 +148,148 @@ def print_tree(spans: list[Span]) -> None:
     walk("", 0)
 
 
+# --- metrics and logs -------------------------------------------------------------------
+
+# What the demo shows of each metric, in this order: the attributes that label a series
+# and whether the mean of a histogram is worth showing.
+SHOWN_METRICS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "pipeline.items": (("stage", "outcome"), False),
+    "pipeline.stage.duration": (("stage", "outcome"), True),
+    "pipeline.lag": (("stage",), True),
+    "pipeline.queue.depth": (("queue",), False),
+    "http.server.request.duration": (
+        ("http.request.method", "http.route", "http.response.status_code"),
+        False,
+    ),
+    "mcp.client.operation.duration": (("mcp.method.name", "gen_ai.tool.name", "error.type"), False),
+    "mcp.server.operation.duration": (("mcp.method.name", "gen_ai.tool.name", "error.type"), False),
+}
+_PROM_UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
+
+
+def prometheus_name(point: Point) -> str:
+    """The name a Prometheus exporter/remote-write gives the metric (counters ``_total``).
+
+    Histograms are shown by their ``_count`` series (``_bucket`` and ``_sum`` exist too).
+    """
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", point.metric)
+    unit = _PROM_UNITS.get(point.unit, "" if point.unit.startswith("{") else point.unit)
+    if unit and not name.endswith("_" + unit):
+        name += "_" + unit
+    if point.kind == "sum" and point.monotonic:
+        name += "_total"
+    elif point.kind == "histogram":
+        name += "_count"
+    return name
+
+
+def merge_series(points: list[Point]) -> list[dict[str, Any]]:
+    """Final value of each series (per service, metric and attributes), processes summed."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for p in points:
+        key = (p.service, p.metric, tuple(sorted(p.attributes.items())))
+        row = out.setdefault(
+            key,
+            {
+                "name": p.metric,
+                "prometheus": prometheus_name(p),
+                "kind": p.kind,
+                "service": p.service,
+                "attributes": p.attributes,
+                "value": 0,
+                "count": 0,
+                "sum": 0.0,
+            },
+        )
+        row["value"] += p.value
+        row["count"] += p.count
+        row["sum"] += p.total
+    return sorted(out.values(), key=lambda r: (r["name"], r["service"], str(r["attributes"])))
+
+
+def series(metrics: list[dict[str, Any]], name: str, **attributes: Any) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in metrics
+        if m["name"] == name and all(m["attributes"].get(k) == v for k, v in attributes.items())
+    ]
+
+
+def print_metrics(metrics: list[dict[str, Any]], width: int = 110) -> None:
+    print("\nmetrics received over OTLP  (OpenTelemetry name [Prometheus name]: series)")
+    for name, (label_keys, with_mean) in SHOWN_METRICS.items():
+        rows = series(metrics, name)
+        if not rows:
+            print(f"  {name}: (nothing received)")
+            continue
+        sep = "/" if name.startswith("pipeline.") else " "
+        items = []
+        for row in rows:
+            label = sep.join(
+                str(row["attributes"][k]) for k in label_keys if k in row["attributes"]
+            )
+            if row["kind"] != "histogram":
+                items.append(f"{label}={row['value']:g}")
+            elif with_mean and row["count"]:
+                items.append(
+                    f"{label} n={row['count']} mean {row['sum'] / row['count'] * 1e3:.1f} ms"
+                )
+            else:
+                items.append(f"{label} n={row['count']}")
+        line = f"  {name} [{rows[0]['prometheus']}]:"
+        for item in items:
+            if len(line) + len(item) + 3 > width:
+                print(line)
+                line = "     "
+            line += f"  {item}" if line.strip() else item
+        print(line)
+    others = sorted({m["name"] for m in metrics} - set(SHOWN_METRICS))
+    if others:
+        print(f"  also received: {', '.join(others)}")
+
+
+def print_logs(
+    logs: list[LogRecord],
+    documents: list[tuple[str, str]],
+    stderr_line: str | None,
+    per_doc: int = 3,
+) -> None:
+    by_trace = {trace_id: name for name, trace_id in documents}
+    mine = [r for r in logs if r.trace_id in by_trace]
+    print(
+        f"\nlog records received over OTLP: {len(mine)} of {len(logs)} carry a document's trace_id"
+        f" (up to {per_doc} shown per document):"
+    )
+    for name, trace_id in documents:
+        records = sorted((r for r in mine if r.trace_id == trace_id), key=lambda r: r.time_ns)
+        shown = sorted(records, key=lambda r: not r.scope.startswith("doc_"))[:per_doc]
+        for r in sorted(shown, key=lambda r: r.time_ns):
+            print(f"  {name:<10} {r.trace_id[:12]}…  {r.service:<13} {r.body}")
+    if stderr_line:
+        print("  the same lines on the service's stderr end with trace_id=… span_id=…, e.g.:")
+        print(f"    {stderr_line}")
+
+
+def received_names(collector: Collector) -> dict[str, Any]:
+    """Every name that arrived, with its instrumentation scope (for tests/test_telemetry_names.py)."""
+    spans: dict[str, dict[str, Any]] = {}  # one example per name, scope and attribute keys
+    for s in collector.spans():
+        events = [{"name": e, "attributes": sorted(a)} for e, a in s.events]
+        row = {"name": s.name, "kind": s.kind, "scope": s.scope, "service": s.service}
+        key = json.dumps([row, sorted(s.attributes), events])
+        spans.setdefault(key, row | {"attributes": s.attributes, "events": events})
+    points = {(p.metric, p.scope, tuple(sorted(p.attributes))) for p in collector.points()}
+    logs = {(r.scope, r.service, tuple(sorted(r.attributes))) for r in collector.logs()}
+    resources = [s.resource for s in collector.spans()]
+    resources += [p.resource for p in collector.points()] + [r.resource for r in collector.logs()]
+    return {
+        "spans": [spans[key] for key in sorted(spans)],
+        "metrics": [{"name": n, "scope": sc, "attributes": list(a)} for n, sc, a in sorted(points)],
+        "logs": [{"scope": sc, "service": sv, "attributes": list(a)} for sc, sv, a in sorted(logs)],
+        "resource_attributes": sorted({k for resource in resources for k in resource}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
@@ -157,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_BSP_SCHEDULE_DELAY="200",
-        OTEL_METRIC_EXPORT_INTERVAL="1000",
+        OTEL_BLRP_SCHEDULE_DELAY="200",
+        # Metrics every 0.5 s (default 60 s) so they arrive while the demo waits; stopping
+        # the service flushes the rest (session durations are recorded at shutdown).
+        OTEL_METRIC_EXPORT_INTERVAL="500",
         PYTHONUNBUFFERED="1",
     )
     cmd = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(HERE)]
@@ -172,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{port}"
     summary: dict[str, Any] = {"documents": []}
     ok = True
+    submitted: list[tuple[str, str, str]] = []
+    signal_problems: list[str] = []
     try:
 
         def healthy() -> bool:
@@ -183,12 +334,11 @@ def main(argv: list[str] | None = None) -> int:
                 return False
 
         _wait(healthy, args.timeout, "the service to start")
-        submitted = []
         for name, text in DOCUMENTS:
             code, body = _http("POST", f"{base}/documents", {"name": name, "text": text})
             assert code == 202, (code, body)
             submitted.append((name, body["id"], body["trace_id"]))
-            print(f"submitted {name}: id={body['id']} trace_id={body['trace_id']}")
+        print(f"submitted {len(submitted)} documents: {', '.join(n for n, _, _ in submitted)}")
 
         def finished() -> list[dict[str, Any]] | None:
             states = [_http("GET", f"{base}/documents/{doc_id}")[1] for _, doc_id, _ in submitted]
@@ -237,22 +387,70 @@ def main(argv: list[str] | None = None) -> int:
                     "problems": problems,
                 }
             )
+
+        def signals_arrived() -> bool:
+            metrics = merge_series(collector.latest())
+            converted = sum(r["value"] for r in series(metrics, "pipeline.items", stage="convert"))
+            calls = {"mcp.method.name": "tools/call"}
+            served = sum(
+                r["count"] for r in series(metrics, "mcp.server.operation.duration", **calls)
+            )
+            traces = {(r.trace_id, r.service) for r in collector.logs()}
+            return (
+                converted == len(submitted)
+                and served == len(submitted)
+                and all(
+                    (tid, service) in traces
+                    for _, _, tid in submitted
+                    for service in ("doc-pipeline", "doc-converter")
+                )
+            )
+
+        try:
+            _wait(signals_arrived, min(args.timeout, 15.0), "the metrics and logs to be exported")
+        except TimeoutError as exc:
+            signal_problems.append(str(exc))
     finally:
         if service.poll() is None:
-            service.send_signal(signal.SIGTERM)
+            service.send_signal(signal.SIGTERM)  # the service flushes its telemetry on SIGTERM
             try:
                 service.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(service.pid, signal.SIGKILL)
                 service.wait(5)
+        time.sleep(0.3)  # the converter's final flush, after its stdin closed
         collector.stop()
         log_file.close()
+
+    metrics = merge_series(collector.latest())
+    documents = [(name, trace_id) for name, _, trace_id in submitted]
+    logs = collector.logs()
+    stderr_line = next(
+        (
+            line[line.index("INFO") :]  # without the timestamp
+            for line in Path(log_file.name).read_text().splitlines()
+            if "INFO doc_pipeline" in line and "trace_id=" in line
+        ),
+        None,
+    )
+    print_metrics(metrics)
+    print_logs(logs, documents, stderr_line)
+    for problem in signal_problems:
+        print(f"  PROBLEM: {problem}")
+    ok = ok and not signal_problems
+    summary["metrics"] = metrics
+    summary["logs"] = [vars(r) | {"resource": None} for r in logs]
+    summary["received"] = received_names(collector)
     summary["ok"] = ok
     if not ok:
         print(f"service log ({log_file.name}):\n" + Path(log_file.name).read_text()[-5000:])
     else:
         os.unlink(log_file.name)
-    print("\nall documents traced end to end" if ok else "\nsome traces are incomplete")
+    print(
+        "\nall documents traced end to end; metrics and logs received"
+        if ok
+        else "\nsome traces are incomplete"
+    )
     if args.json:
         print("SUMMARY " + json.dumps(summary))
     return 0 if ok else 1

@@ -305,6 +305,12 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
             return OTLPLogExporter(**kwargs)
+        # requests imports netrc and shlex on its first request (get_netrc_auth). Import them
+        # here, under the fork guard: a fork() during that first import would leave the child
+        # a held module lock and its exporter threads blocked forever (gunicorn --preload).
+        import netrc  # noqa: F401
+        import shlex  # noqa: F401
+
         from opentelemetry.exporter.otlp.proto.http import Compression
 
         kwargs["compression"] = Compression(cfg.compression) if cfg.compression != "none" else Compression.NoCompression

@@ -45,7 +45,8 @@ _pack_fixed32 = struct.Struct("<I").pack
 # Span.flags (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK = 0x100, ..._IS_REMOTE_MASK = 0x200)
 _FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(0x100)
 _FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(0x300)
-_KIND = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}  # SDK SpanKind.value -> OTLP SpanKind
+# SDK SpanKind.value (INTERNAL=0 ... CONSUMER=4) -> Span.kind field (6) with the OTLP enum value
+_KIND_BYTES = {v: b"\x30" + bytes((v + 1,)) for v in range(5)}
 
 
 def _varint(value: int) -> bytes:
@@ -103,7 +104,10 @@ def _cached_attributes(tag: int, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     parts = []
     cache = _kv_cache
-    for key, value in attributes.items():
+    # BoundedAttributes is a MutableMapping whose items() goes through the ABC
+    # (__iter__ + __getitem__ per key); its backing dict iterates several times faster.
+    backing = getattr(attributes, "_dict", None)
+    for key, value in (backing if isinstance(backing, dict) else attributes).items():
         if isinstance(value, (str, int, float, bool)):
             ck = (tag, key, type(value), value)
             enc = cache.get(ck)
@@ -159,51 +163,77 @@ def _status(status: Any) -> bytes:
     return _ld(0x7A, body)
 
 
+_pack_times = struct.Struct("<BQBQ").pack  # start_time (field 7) and end_time (field 8), fixed64
+_STATUS_UNSET = b"\x7a\x00"
+
+
 def _span(span: Any) -> bytes:
     ctx = span.get_span_context()
     parent = span.parent
     parts = [
-        b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + ctx.span_id.to_bytes(8, "big"),
+        b"\x0a\x10"
+        + ctx.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + ctx.span_id.to_bytes(8, "big")
     ]
     trace_state = ctx.trace_state
     if trace_state:
         parts.append(_str(0x1A, ",".join(f"{k}={v}" for k, v in trace_state.items())))
     if parent:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_str(0x2A, span.name) if span.name else b"")
-    parts.append(b"\x30" + bytes((_KIND[span.kind.value],)))
-    if span.start_time:
-        parts.append(b"\x39" + _pack_fixed64(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _pack_fixed64(span.end_time))
+    name = span.name
+    if name:
+        parts.append(_str(0x2A, name))
+    parts.append(_KIND_BYTES[span.kind.value])
+    start, end = span.start_time, span.end_time
+    if start and end:
+        parts.append(_pack_times(0x39, start, 0x41, end))
+    else:
+        if start:
+            parts.append(b"\x39" + _pack_fixed64(start))
+        if end:
+            parts.append(b"\x41" + _pack_fixed64(end))
     parts.append(_cached_attributes(0x4A, span.attributes))
     if span.dropped_attributes:
         parts.append(b"\x50" + _varint(span.dropped_attributes))
-    for event in span.events:
-        body = b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""
-        if event.name:
-            body += _str(0x12, event.name)
-        body += _attributes_plain(0x1A, event.attributes)
-        if event.dropped_attributes:
-            body += b"\x20" + _varint(event.dropped_attributes)
-        parts.append(_ld(0x5A, body))
+    events = span.events
+    if events:
+        parts.extend(_event(event) for event in events)
     if span.dropped_events:
         parts.append(b"\x60" + _varint(span.dropped_events))
-    for link in span.links:
-        lctx = link.context
-        body = b"\x0a\x10" + lctx.trace_id.to_bytes(16, "big")
-        body += b"\x12\x08" + lctx.span_id.to_bytes(8, "big")
-        body += _attributes_plain(0x22, link.attributes)
-        if link.dropped_attributes:
-            body += b"\x28" + _varint(link.dropped_attributes)
-        body += b"\x35" + _pack_fixed32(0x300 if lctx.is_remote else 0x100)
-        parts.append(_ld(0x6A, body))
+    links = span.links
+    if links:
+        parts.extend(_link(link) for link in links)
     if span.dropped_links:
         parts.append(b"\x70" + _varint(span.dropped_links))
-    parts.append(_status(span.status))
+    status = span.status
+    if status is not None and (status.description or status.status_code.value):
+        parts.append(_status(status))
+    elif status is not None:
+        parts.append(_STATUS_UNSET)
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return _ld(0x12, b"".join(parts))
+
+
+def _event(event: Any) -> bytes:
+    body = b"\x09" + _pack_fixed64(event.timestamp) if event.timestamp else b""
+    if event.name:
+        body += _str(0x12, event.name)
+    body += _attributes_plain(0x1A, event.attributes)
+    if event.dropped_attributes:
+        body += b"\x20" + _varint(event.dropped_attributes)
+    return _ld(0x5A, body)
+
+
+def _link(link: Any) -> bytes:
+    lctx = link.context
+    body = b"\x0a\x10" + lctx.trace_id.to_bytes(16, "big")
+    body += b"\x12\x08" + lctx.span_id.to_bytes(8, "big")
+    body += _attributes_plain(0x22, link.attributes)
+    if link.dropped_attributes:
+        body += b"\x28" + _varint(link.dropped_attributes)
+    body += b"\x35" + _pack_fixed32(0x300 if lctx.is_remote else 0x100)
+    return _ld(0x6A, body)
 
 
 def _group(items: Sequence[Any], encode: Any) -> bytes:

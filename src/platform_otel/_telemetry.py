@@ -538,4 +538,8 @@ def _reset_metric_state(meter_provider: Any) -> None:
     consumer._lock = threading.Lock()
     for reader in list(consumer._reader_storages):
         consumer.add_metric_reader(reader)  # replaces the reader's storage with an empty one
+        # The SDK restarts the reader's thread after fork but keeps its export lock: if the
+        # parent was exporting at that moment, the child's reader would block on it forever.
+        if hasattr(reader, "_export_lock"):
+            reader._export_lock = threading.Lock()
     logging.getLogger("platform_otel").debug("platform-otel: metric state reset after fork")

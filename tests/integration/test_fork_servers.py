@@ -7,7 +7,10 @@ and ``multiprocessing`` (fork) each run a small app that calls
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -32,7 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 PARENT_COUNT = 1000  # added by the pre-fork parent; no child may ever report it
 
 APP = f"""
-import logging, os, time
+import faulthandler, logging, os, signal, time
+faulthandler.register(signal.SIGURG, all_threads=True)  # thread dump on demand (test diagnostics)
 import platform_otel
 platform_otel.init(service_name="forky")
 from fastapi import FastAPI
@@ -97,6 +101,10 @@ def _assert_per_worker_telemetry(
     try:
         receiver.wait_for(complete, 15)
     except AssertionError as exc:
+        for pid in served:  # dump every worker's threads to its stderr: shows where export is stuck
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGURG)
+        time.sleep(0.5)
         hits = [
             (p.resource.get("process.pid"), p.value)
             for p in receiver.metrics()

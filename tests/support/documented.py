@@ -3,15 +3,27 @@
 ``docs/telemetry.md`` lists each span name pattern, span attribute, metric, metric
 attribute and resource attribute in back-quoted table cells. Tests collect what
 the code actually emitted (from in-memory exporters or a real receiver) and call
-``assert_documented`` on it.
+``assert_documented`` on it (exact names), and ``assert_span_names_documented`` on
+concrete span names such as ``GET /items/{item_id}``, which must match a documented
+pattern such as ``{http.request.method} {http.route}``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
+
+__all__ = [
+    "DOC",
+    "assert_documented",
+    "assert_span_names_documented",
+    "documented_names",
+    "documented_span_name",
+    "is_pattern",
+    "matches_pattern",
+]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
 
@@ -32,3 +44,59 @@ def assert_documented(names: Iterable[str], *, ignore_prefixes: tuple[str, ...] 
         n for n in set(names) if n not in documented_names() and not n.startswith(ignore_prefixes)
     )
     assert not missing, f"emitted but not documented in docs/telemetry.md: {missing}"
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def is_pattern(name: str) -> bool:
+    """A documented name with ``{...}`` placeholders, e.g. ``{http.request.method} {http.route}``."""
+    return bool(_PLACEHOLDER.search(name))
+
+
+def matches_pattern(
+    name: str, pattern: str, attributes: Mapping[str, object] | None = None
+) -> bool:
+    """Whether ``name`` is ``pattern`` with each ``{placeholder}`` substituted.
+
+    A placeholder stands for one or more non-blank characters (span name parts
+    such as a method, a route template or a tool name contain no blanks). Given
+    the span's ``attributes``, a placeholder that names an attribute (a dotted
+    name such as ``{http.route}``) must be that attribute's value exactly:
+    ``GET /items`` matches ``{http.request.method} {http.route}`` only for a span
+    whose ``http.route`` is ``/items``, and never for a span without one.
+    Undotted placeholders (``{target}``, ``{pipeline}``) match any part.
+    """
+    parts = _PLACEHOLDER.split(pattern)  # literal, key, literal, key, ..., literal
+    regex = ""
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            regex += re.escape(part)
+        elif attributes is not None and "." in part:
+            if part not in attributes:
+                return False
+            regex += re.escape(str(attributes[part]))
+        else:
+            regex += r"\S+"
+    return re.fullmatch(regex, name) is not None
+
+
+def documented_span_name(name: str, attributes: Mapping[str, object] | None = None) -> str | None:
+    """The documented span name pattern (else exact documented name) that ``name`` is, if any."""
+    for pattern in sorted(n for n in documented_names() if is_pattern(n)):
+        if matches_pattern(name, pattern, attributes):
+            return pattern
+    return name if name in documented_names() else None
+
+
+def assert_span_names_documented(
+    spans: Iterable[tuple[str, Mapping[str, object] | None]],
+) -> None:
+    """Fail listing every emitted span name that matches no name or pattern in docs/telemetry.md.
+
+    ``spans`` holds (span name, span attributes) pairs; see :func:`matches_pattern`.
+    Patterns apply to span names only: attribute and metric names are matched
+    exactly by :func:`assert_documented`.
+    """
+    missing = sorted({name for name, attrs in spans if documented_span_name(name, attrs) is None})
+    assert not missing, f"span names emitted but not documented in docs/telemetry.md: {missing}"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -110,6 +111,11 @@ def _parse_host(host: str, scheme: str) -> tuple[str | None, int | None]:
     return (address or None), port
 
 
+_Started = tuple[
+    Any, "Token[Context]", float, str, str, str
+]  # span, token, t0, method, name, scheme
+
+
 class _Carrier(dict[str, list[str]]):
     """Propagation headers of one request, in the shape ``DefaultGetter`` reads."""
 
@@ -183,7 +189,7 @@ class ServerTelemetry:
 
     # -- request lifecycle ----------------------------------------------------
 
-    def _start(self, scope: Scope) -> tuple[Any, object, float, str, str, str]:
+    def _start(self, scope: Scope) -> _Started:
         """Start and attach the server span; returns what ``_finish`` needs."""
         raw_method = scope.get("method") or ""
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
@@ -233,14 +239,24 @@ class ServerTelemetry:
     def _finish(
         self,
         scope: Scope,
-        started: tuple[Any, object, float, str, str, str],
+        started: _Started,
         root_path: str,
         status: int,
         exc: BaseException | None,
+        completed: tuple[float, int] | None = None,
     ) -> None:
+        """End the span and record the duration.
+
+        Both stop when the response's last body chunk was sent (``completed``), not
+        when the app returns: background tasks run after that and must not count as
+        request latency. Without a complete response, they stop now.
+        """
         span, token, t0, method, span_method, scheme = started
         try:
-            elapsed = time.perf_counter() - t0
+            if completed is None:
+                elapsed, end_ns = time.perf_counter() - t0, None
+            else:
+                elapsed, end_ns = completed[0] - t0, completed[1]
             route = _route_template(scope, root_path)
             error: str | None = None
             if exc is not None:
@@ -267,7 +283,7 @@ class ServerTelemetry:
             self.duration.record(
                 elapsed, self._metric_attributes(method, route, status, scheme, error)
             )
-            span.end()
+            span.end(end_time=end_ns)
         finally:
             otel_context.detach(token)
 
@@ -283,12 +299,16 @@ class ServerTelemetry:
             return
 
         status = 0
+        completed: tuple[float, int] | None = None  # (perf_counter, time_ns) at the last body byte
 
         async def traced_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, completed
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message.get("status") or 0
             await send(message)  # span still current: access logs written here are correlated
+            if kind == "http.response.body" and not message.get("more_body", False):
+                completed = (time.perf_counter(), time.time_ns())
 
         exc: BaseException | None = None
         try:
@@ -298,7 +318,7 @@ class ServerTelemetry:
             raise
         finally:
             try:
-                self._finish(scope, started, root_path, status, exc)
+                self._finish(scope, started, root_path, status, exc, completed)
             except Exception:
                 report_internal_error("fastapi: ending the request span")
 

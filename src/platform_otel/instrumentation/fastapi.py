@@ -12,9 +12,10 @@ already built. Per request it decides, cheaply, whether this layer should trace:
   owner chose FastAPI's native telemetry explicitly.
 
 Otherwise the lean ASGI path (``_asgi.ServerTelemetry``) traces the request and
-FastAPI's own native request telemetry (FastAPI >= 0.16x, which switches itself
-on as soon as global providers exist and adds per-operation spans) is turned off
-for that request, so there is one server span, not two.
+FastAPI's own native request telemetry is turned off for that request, so there
+is one server span, not two. (FastAPI releases that ship ``fastapi.telemetry``
+switch it on by themselves as soon as global SDK providers exist, i.e. right
+after ``init()``, and add per-operation child spans.)
 
 ``settings.fastapi_impl`` selects the implementation:
 

@@ -1,0 +1,240 @@
+"""docs/telemetry.md stays true end to end: what really arrives over OTLP is documented there.
+
+The flagship example (examples/doc_pipeline) runs once per module: FastAPI service,
+pipeline stages, MCP client and server (two processes), logs. Every span name,
+span and event attribute, metric, metric attribute, resource attribute and log
+attribute that reaches the OTLP receiver must be listed in docs/telemetry.md,
+except the names the example application defines itself (listed explicitly below).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from platform_otel._config import load_settings
+from platform_otel._resource import build_resource
+from tests.support.documented import (
+    DOC,
+    assert_documented,
+    assert_span_names_documented,
+    documented_span_name,
+    is_pattern,
+    matches_pattern,
+)
+from tests.support.fixtures import REPO_ROOT, child_env
+
+DEMO = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
+
+# Names the example application defines itself, not platform-otel: the converter's own
+# tracer (scope "doc_converter", span "render markdown" with attribute "doc.paragraphs",
+# see converter_server.py) and the `extra=` key app.py puts on its "queued" log line.
+APP_SPAN_SCOPES = frozenset({"doc_converter"})
+APP_SPANS = frozenset({("render markdown", "doc.paragraphs")})
+APP_LOG_ATTRIBUTES = frozenset({"doc.name"})
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+@pytest.fixture(scope="module")
+def received() -> dict[str, Any]:
+    pytest.importorskip("fastapi", reason="the example is a FastAPI service")
+    pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
+    proc = subprocess.run(
+        [sys.executable, str(DEMO), "--json", "--timeout", "60"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return dict(json.loads(lines[-1][len("SUMMARY ") :])["received"])
+
+
+def _platform_spans(received: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in received["spans"] if s["scope"] not in APP_SPAN_SCOPES]
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("|") and not re.fullmatch(r"\s*\|[-| :]*\|\s*", line):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _first_column_names(text: str) -> list[str]:
+    """The back-quoted names in the first cell of each table row (other cells hold values)."""
+    return [name for row in _table_rows(text) for name in re.findall(r"`([^`]+)`", row[0])]
+
+
+def _section(title: str) -> str:
+    text = DOC.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no section '## {title}' in {DOC}"
+    return match.group(1)
+
+
+# --- end to end: what the example emits ---------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_span_names_from_the_demo_match_documented_names_or_patterns(
+    received: dict[str, Any],
+) -> None:
+    """Every span name platform-otel (and the MCP SDK it routes) emits matches a name in docs/telemetry.md."""
+    app = {
+        (s["name"], a)
+        for s in received["spans"]
+        if s["scope"] in APP_SPAN_SCOPES
+        for a in s["attributes"]
+    }
+    assert app == APP_SPANS, "the example's own spans changed: update APP_SPANS"
+    spans = _platform_spans(received)
+    patterns = {documented_span_name(s["name"], s["attributes"]) for s in spans}
+    # The run covers HTTP server, pipeline stage and MCP client/server spans.
+    assert {
+        "{http.request.method} {http.route}",
+        "{pipeline} {stage}",
+        "{mcp.method.name} {target}",
+    } <= patterns, patterns
+    (client,) = {
+        documented_span_name(s["name"], s["attributes"])
+        for s in spans
+        if s["kind"] == "CLIENT" and s["attributes"].get("mcp.method.name") == "tools/call"
+    }
+    # mcp 2.x names its client spans itself; platform-otel names them on mcp 1.x.
+    assert client in {"MCP send {mcp.method.name} {target}", "{mcp.method.name} {target}"}
+    assert_span_names_documented((s["name"], s["attributes"]) for s in spans)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_span_and_event_attributes_from_the_demo_are_documented(received: dict[str, Any]) -> None:
+    """Every span attribute, span event and event attribute that arrives is in docs/telemetry.md."""
+    names: set[str] = set()
+    for span in _platform_spans(received):
+        names.update(span["attributes"])
+        for event in span["events"]:
+            names.add(event["name"])
+            names.update(event["attributes"])
+    assert {"http.route", "pipeline.stage", "mcp.method.name", "error.type"} <= names
+    assert_documented(names)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_metrics_and_metric_attributes_from_the_demo_are_documented(
+    received: dict[str, Any],
+) -> None:
+    """Every metric name and data point attribute that arrives over OTLP is in docs/telemetry.md."""
+    metrics = {m["name"] for m in received["metrics"]}
+    attributes = {a for m in received["metrics"] for a in m["attributes"]}
+    # The session durations are recorded when the sessions close: they prove the shutdown flush.
+    assert {
+        "pipeline.items",
+        "http.server.request.duration",
+        "mcp.server.operation.duration",
+        "mcp.client.session.duration",
+        "mcp.server.session.duration",
+    } <= metrics, metrics
+    assert_documented(metrics | attributes)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_resource_attributes_from_the_demo_are_documented(received: dict[str, Any]) -> None:
+    """Every resource attribute on the exported spans, metrics and logs is in the resource section."""
+    keys = set(received["resource_attributes"])
+    assert {"service.name", "service.instance.id", "telemetry.distro.name"} <= keys
+    documented = set(_first_column_names(_section("Resource attributes")))
+    assert keys <= documented, f"not in '## Resource attributes': {sorted(keys - documented)}"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_log_record_attributes_from_the_demo_are_documented(received: dict[str, Any]) -> None:
+    """Every attribute platform-otel puts on exported log records is in docs/telemetry.md."""
+    keys = {a for record in received["logs"] for a in record["attributes"]}
+    assert keys >= APP_LOG_ATTRIBUTES, (
+        "the example's extra= keys changed: update APP_LOG_ATTRIBUTES"
+    )
+    assert {"code.file.path", "code.line.number"} <= keys, keys
+    assert_documented(keys - APP_LOG_ATTRIBUTES)
+
+
+# --- the document itself -----------------------------------------------------------
+
+
+def test_documented_names_are_well_formed() -> None:
+    """Each name in a docs/telemetry.md table is a lowercase dotted name or a `{...}` pattern of them."""
+    names = _first_column_names(DOC.read_text(encoding="utf-8"))
+    assert len(names) > 50, names
+    bad = []
+    for name in names:
+        if is_pattern(name):
+            keys = _PLACEHOLDER.findall(name)
+            literal = _PLACEHOLDER.sub("x", name)
+            ok = all(_NAME.fullmatch(k) for k in keys) and bool(
+                re.fullmatch(r"[A-Za-z0-9_./ -]+", literal)
+            )
+        else:
+            ok = bool(_NAME.fullmatch(name))
+        if not ok:
+            bad.append(name)
+    assert not bad, f"malformed names in docs/telemetry.md tables: {bad}"
+
+
+def test_resource_section_lists_what_build_resource_produces() -> None:
+    """The resource attributes section lists every key build_resource() sets, and no key it never sets."""
+    documented = set(_first_column_names(_section("Resource attributes")))
+    plain = set(build_resource(load_settings({}), {}).attributes)
+    k8s_env = {
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        "K8S_POD_NAME": "pod-1",
+        "K8S_NAMESPACE": "team",
+        "K8S_NODE_NAME": "node-1",
+    }
+    full = set(
+        build_resource(
+            load_settings({}, service_version="1.2.3", environment="staging"), k8s_env
+        ).attributes
+    )
+    assert plain <= full
+    assert full - documented == set(), f"produced but not documented: {sorted(full - documented)}"
+    # container.id is set only when running inside a container.
+    never = documented - full - {"container.id"}
+    assert never == set(), f"documented but never produced: {sorted(never)}"
+
+
+def test_span_name_patterns_match_only_names_with_the_parts_substituted() -> None:
+    """`{...}` placeholders match one blank-free part; a dotted one must equal the span's attribute."""
+    pattern = "{http.request.method} {http.route}"
+    attrs = {"http.request.method": "GET", "http.route": "/documents/{doc_id}"}
+    assert matches_pattern("GET /documents/{doc_id}", pattern, attrs)
+    assert matches_pattern("GET /documents/{doc_id}", pattern)
+    assert not matches_pattern("GET /documents/abc123", pattern, attrs)  # raw path, not the route
+    assert not matches_pattern("tools/call convert", pattern, {"mcp.method.name": "tools/call"})
+    assert matches_pattern(
+        "tools/call convert", "{mcp.method.name} {target}", {"mcp.method.name": "tools/call"}
+    )
+    assert not matches_pattern("GET", pattern)
+    assert not matches_pattern("MCP send tools/call convert", "{mcp.method.name} {target}")
+    assert (
+        documented_span_name("MCP send tools/call convert") == "MCP send {mcp.method.name} {target}"
+    )
+    assert documented_span_name("tools/list", {"mcp.method.name": "tools/list"}) is not None
+    with pytest.raises(AssertionError, match="span names emitted but not documented"):
+        assert_span_names_documented([("MCP receive tools/call convert", {})])
+    # assert_documented stays exact: attribute and metric names never match a pattern.
+    assert_documented(["{http.request.method} {http.route}", "http.route"])
+    with pytest.raises(AssertionError, match="GET /items"):
+        assert_documented(["GET /items"])
