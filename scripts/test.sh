@@ -29,7 +29,7 @@ fi
 if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_PROMETHEUS:-}" ]; then
   step "Prometheus (Debian package)"
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
       || { echo "could not install prometheus" >&2; exit 1; }
   fi
 fi

@@ -98,15 +98,65 @@ _build_lock = threading.Lock()
 _fork_guard_installed = False
 
 
+_FORK_WAIT_S = 2.0  # longest a fork() waits for in-flight exports
+
+
+class _ForkGate:
+    """``fork()`` waits (bounded) until no export is in flight; exports wait while it forks.
+
+    gRPC skips its own fork handlers when a thread is inside an RPC at fork time
+    ("Other threads are currently calling into gRPC, skipping fork() handlers"); the
+    child then fails with "epoll_ctl failed: file descriptor was created pre fork",
+    exports nothing and may abort. Seen with ``gunicorn --preload`` whose master exports.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+
+    def enter(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._forking, timeout=_FORK_WAIT_S * 2)
+            self._active += 1
+
+    def exit(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active <= 0:
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        with self._cond:
+            self._forking = True
+            self._cond.wait_for(lambda: self._active <= 0, timeout=_FORK_WAIT_S)
+        _build_lock.acquire()  # builds happen inside the gate, so this is free by now
+
+    def after_in_parent(self) -> None:
+        _build_lock.release()
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+    def after_in_child(self) -> None:
+        _build_lock.release()
+        self._cond = threading.Condition()  # the parent's exporting threads do not exist here
+        self._active = 0
+        self._forking = False
+
+
+_gate = _ForkGate()
+
+
 def _install_fork_guard() -> None:
     global _fork_guard_installed
     if _fork_guard_installed or not hasattr(os, "register_at_fork"):
         return
     _fork_guard_installed = True
     os.register_at_fork(
-        before=_build_lock.acquire,
-        after_in_parent=_build_lock.release,
-        after_in_child=_build_lock.release,
+        before=_gate.before_fork,
+        after_in_parent=_gate.after_in_parent,
+        after_in_child=_gate.after_in_child,
     )
 
 
@@ -146,6 +196,7 @@ class ResilientExporter:
             self.dropped += count
             return self._failure
         _state.exporting = True
+        _gate.enter()
         try:
             result = self._get_inner().export(items)
         except Exception as exc:
@@ -154,6 +205,7 @@ class ResilientExporter:
         else:
             error = None
         finally:
+            _gate.exit()
             _state.exporting = False
         # Compare by name: the SDK's log exporters return LogRecordExportResult (1.35+),
         # a different enum from the deprecated LogRecordExportResult.
