@@ -420,8 +420,10 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
     else:
         sampler = r.choice(None, "", ("OTEL_TRACES_SAMPLER",), _SAMPLERS, "parentbased_always_on")
         sampler_arg = None
+        # Validated even when the sampler takes no argument: a bad value is a mistake either way.
+        arg = r.number(None, "", ("OTEL_TRACES_SAMPLER_ARG",), 1.0, lo=0.0, hi=1.0)
         if sampler.endswith("traceidratio"):
-            sampler_arg = r.number(None, "", ("OTEL_TRACES_SAMPLER_ARG",), 1.0, lo=0.0, hi=1.0)
+            sampler_arg = arg
 
     propagators: list[str] = []
     for p in r.csv(None, ("OTEL_PROPAGATORS",)) or ("tracecontext", "baggage"):

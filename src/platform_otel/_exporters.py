@@ -22,6 +22,8 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,9 +68,15 @@ _outages: dict[str, set[str]] = {}
 _outages_lock = threading.Lock()
 
 
+def _outage_key(target: str) -> str:
+    """``host:port`` of a target: OTLP/HTTP signals differ only by their ``/v1/...`` path."""
+    netloc = urllib.parse.urlsplit(target.split(" ", 1)[0]).netloc
+    return netloc or target
+
+
 def _outage_started(target: str, signal: str, error: object) -> None:
     with _outages_lock:
-        signals = _outages.setdefault(target, set())
+        signals = _outages.setdefault(_outage_key(target), set())
         first = not signals
         signals.add(signal)
     if first:
@@ -83,7 +91,7 @@ def _outage_started(target: str, signal: str, error: object) -> None:
 
 def _outage_ended(target: str, signal: str) -> None:
     with _outages_lock:
-        signals = _outages.get(target, set())
+        signals = _outages.get(_outage_key(target), set())
         signals.discard(signal)
         last = not signals
     if last:
@@ -328,6 +336,23 @@ def _temporality(preference: str) -> dict[type, AggregationTemporality]:
     return {}
 
 
+def _new(cls: Any, kwargs: dict[str, Any]) -> Any:
+    """Construct an OTLP exporter without its self-observability metrics.
+
+    Given no meter provider, the exporters look up the *global* one, which may be
+    shut down by the time a final flush builds them ("A shutdown MeterProvider can
+    not provide a Meter"), and their metrics are off unless the SDK's internal
+    metrics flag is set anyway.
+    """
+    import inspect
+
+    if "meter_provider" in inspect.signature(cls.__init__).parameters:
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        kwargs = {**kwargs, "meter_provider": NoOpMeterProvider()}
+    return cls(**kwargs)
+
+
 def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
     """A zero-argument constructor for the OTLP exporter; imports happen when it is called."""
 
@@ -347,16 +372,16 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
             if signal == "traces":
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-                return OTLPSpanExporter(**kwargs)
+                return _new(OTLPSpanExporter, kwargs)
             if signal == "metrics":
                 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                     OTLPMetricExporter,
                 )
 
-                return OTLPMetricExporter(**kwargs)
+                return _new(OTLPMetricExporter, kwargs)
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-            return OTLPLogExporter(**kwargs)
+            return _new(OTLPLogExporter, kwargs)
         # requests imports netrc and shlex on its first request (get_netrc_auth). Import them
         # here, under the fork guard: a fork() during that first import would leave the child
         # a held module lock and its exporter threads blocked forever (gunicorn --preload).
@@ -371,16 +396,16 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
                 OTLPSpanExporter as HttpSpan,
             )
 
-            return HttpSpan(**kwargs)
+            return _new(HttpSpan, kwargs)
         if signal == "metrics":
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
                 OTLPMetricExporter as HttpMetric,
             )
 
-            return HttpMetric(**kwargs)
+            return _new(HttpMetric, kwargs)
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLog
 
-        return HttpLog(**kwargs)
+        return _new(HttpLog, kwargs)
 
     return build
 
@@ -415,7 +440,9 @@ def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
     out: list[ResilientExporter] = []
     for name in cfg.exporters:
         if name == "otlp":
-            factory, target = _otlp_factory(signal, cfg), f"{cfg.endpoint} ({cfg.protocol})"
+            # Outages are reported per collector (scheme://host:port), not per signal path.
+            parsed = urllib.parse.urlsplit(cfg.endpoint)
+            factory, target = _otlp_factory(signal, cfg), f"{parsed.scheme}://{parsed.netloc} ({cfg.protocol})"
         elif name == "console":
             factory, target = _console_factory(signal), "console"
         else:

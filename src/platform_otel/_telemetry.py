@@ -104,12 +104,20 @@ class Telemetry:
                 _current = None
         if not self.enabled:
             return True
+        from .instrumentation import freeze
+
+        freeze()
         timeout = self.settings.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         # The final export may retry for half the budget: enough for a live collector, and
         # an unreachable one costs the process at most timeout/2 at exit.
         for exporter in self.exporters:
             exporter.begin_shutdown(time.monotonic() + timeout / 2)
+        # The final flush may import a library for the first time (the HTTP exporter imports
+        # requests): a deferred integration must not start then, on shut-down providers.
+        from . import instrumentation as _instrumentation
+
+        _instrumentation._generation[0] += 1
         tasks: list[Callable[[], Any]] = []
         if self.owns_providers:
             tasks = [

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.support.documented import assert_documented
 from tests.support.fixtures import (
     Completed,
     free_port,
@@ -132,6 +133,7 @@ def test_signals_arrive_with_resource_and_correlated_logs(
     assert resource["host.name"] == socket.gethostname()
     assert resource["process.pid"] == pid
     assert re.fullmatch(r"[0-9a-f-]{16,}", str(resource["service.instance.id"])), resource
+    assert_documented(resource)
 
     points = receiver.wait_for(lambda r: [p for p in r.metrics() if p.name == "app.jobs"], 10)
     assert points[-1].value == 3 and points[-1].attributes == {"queue": "q1"}
@@ -328,3 +330,30 @@ def test_memory_stays_bounded_while_collector_is_down() -> None:
     growth = float(_values(result.stdout)["GROWTH_MB"])
     # unbounded buffering of 30k spans + 30k log records is well over 100 MB
     assert growth < 30, str(result)
+
+
+JSON_APP = """
+import logging
+import platform_otel
+platform_otel.init(service_name="json-svc", log_format="json")
+from opentelemetry import trace
+with trace.get_tracer("app").start_as_current_span("outer") as span:
+    ctx = span.get_span_context()
+    logging.getLogger("app").warning("json inside %s", "span")
+print(f"TRACE={ctx.trace_id:032x} SPAN={ctx.span_id:016x}", flush=True)
+"""
+
+
+def test_json_log_format_carries_ids(otlp_grpc_receiver: OtlpReceiver) -> None:
+    """With log_format="json" each stderr log line is one JSON object with the span's trace_id and span_id."""
+    import json
+
+    result = run_python(JSON_APP, otel_env(otlp_grpc_receiver), timeout=30)
+    assert result.rc == 0, str(result)
+    v = _values(result.stdout)
+    lines = [line for line in result.stderr.splitlines() if "json inside" in line]
+    assert len(lines) == 1, str(result)
+    record = json.loads(lines[0])
+    assert record["message"] == "json inside span"
+    assert record["trace_id"] == v["TRACE"] and record["span_id"] == v["SPAN"]
+    assert record.get("service_name", record.get("service.name")) == "json-svc", record

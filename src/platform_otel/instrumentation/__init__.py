@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .._config import Settings
 
-__all__ = ["REGISTRY", "InstrumentationContext", "IntegrationStatus", "active", "disable_all", "enable", "status"]
+__all__ = ["REGISTRY", "InstrumentationContext", "IntegrationStatus", "active", "disable_all", "enable", "freeze", "status"]
 
 # name -> (module under platform_otel.instrumentation, import name of the library, deferred)
 # A deferred integration is enabled when the application imports the library (a post-import
@@ -141,6 +141,17 @@ def status(name: str) -> IntegrationStatus:
     if name in _declined:
         return IntegrationStatus(name, False, _declined[name])
     return IntegrationStatus(name, False, "not enabled")
+
+
+def freeze() -> None:
+    """Stop pending post-import hooks from enabling anything (shutdown has begun).
+
+    Without this, a library first imported during the final flush (the HTTP
+    exporter imports ``requests``) would be instrumented against providers that
+    are shutting down.
+    """
+    _generation[0] += 1
+    _pending.clear()
 
 
 def disable_all() -> None:
