@@ -23,7 +23,6 @@ import os
 import threading
 import time
 import urllib.parse
-import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -361,6 +360,9 @@ def _otlp_factory(signal: str, cfg: SignalSettings) -> Callable[[], Any]:
         if cfg.headers:
             kwargs["headers"] = dict(cfg.headers)
         if cfg.protocol == "grpc":
+            # gRPC's C core prints INFO lines (e.g. "Got goaway" on every collector restart)
+            # straight to the application's stderr; keep its errors only, unless the user chose.
+            os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
             from grpc import Compression as GrpcCompression
 
             if cfg.compression != "none":

@@ -162,11 +162,6 @@ def test_gunicorn_uvicorn_workers(
     env = otel_env(receiver, service_name="forky")
     if preload:
         env["PARENT_INCREMENT"] = "1"
-    import os
-
-    for k in ("GRPC_ENABLE_FORK_SUPPORT", "GRPC_POLL_STRATEGY"):
-        if os.environ.get("PROBE_" + k):
-            env[k] = os.environ["PROBE_" + k]
     argv = [
         sys.executable,
         "-m",
