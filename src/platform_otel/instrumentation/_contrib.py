@@ -1,28 +1,43 @@
-"""Helpers for integrations that delegate to an official OpenTelemetry contrib instrumentor."""
+"""Integrations that delegate to an official OpenTelemetry contrib instrumentor.
+
+The contrib instrumentors are good for HTTP clients; what we add is the
+provider wiring, the stable semantic conventions, and never instrumenting twice
+(``opentelemetry-instrument`` may already have done it).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import InstrumentationContext
 
-__all__ = ["prefer_stable_http_semconv", "run_instrumentor"]
+__all__ = ["ContribIntegration"]
 
 
-def prefer_stable_http_semconv() -> None:
-    """Ask contrib instrumentors for the stable HTTP names (``http.request.method``, ...).
+class ContribIntegration:
+    """``instrument``/``uninstrument`` for one contrib instrumentor class, imported lazily."""
 
-    They read ``OTEL_SEMCONV_STABILITY_OPT_IN`` once; a value the user set is kept.
-    """
-    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    def __init__(self, module: str, class_name: str) -> None:
+        self._module = module
+        self._class_name = class_name
+        self._instrumentor: Any = None
 
+    def instrument(self, ctx: InstrumentationContext) -> str | None:
+        # Contrib instrumentors read this once; ask for the stable HTTP names
+        # (http.request.method, url.full, ...) unless the user chose otherwise.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+        cls = getattr(importlib.import_module(self._module), self._class_name)
+        self._instrumentor = instrumentor = cls()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return None  # the app or opentelemetry-instrument already did it: never twice
+        instrumentor.instrument(
+            tracer_provider=ctx.tracer_provider, meter_provider=ctx.meter_provider, skip_dep_check=True
+        )
+        return None
 
-def run_instrumentor(instrumentor: Any, ctx: InstrumentationContext, **kwargs: Any) -> str | None:
-    if instrumentor.is_instrumented_by_opentelemetry:
-        return None  # opentelemetry-instrument (or the app) already did it: never twice
-    instrumentor.instrument(
-        tracer_provider=ctx.tracer_provider, meter_provider=ctx.meter_provider, skip_dep_check=True, **kwargs
-    )
-    return None
+    def uninstrument(self) -> None:
+        if self._instrumentor is not None and self._instrumentor.is_instrumented_by_opentelemetry:
+            self._instrumentor.uninstrument()

@@ -569,16 +569,7 @@ async def _v2_send_request(
             report_internal_error("mcp client request")
 
 
-async def _v2_client_enter(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    result = await wrapped(*args, **kwargs)
-    if _state is not None:
-        try:
-            setattr(instance, _START_ATTR, time.perf_counter())
-        except Exception:
-            report_internal_error("mcp session start")
-    return result
+_v2_client_enter = _v1_session_enter  # same job on 2.x: stamp the session start
 
 
 async def _v2_client_exit(

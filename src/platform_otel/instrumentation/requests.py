@@ -5,28 +5,11 @@ Outgoing requests carry ``traceparent`` so the next service continues the trace.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from ._contrib import prefer_stable_http_semconv, run_instrumentor
-
-if TYPE_CHECKING:
-    from . import InstrumentationContext
+from ._contrib import ContribIntegration
 
 __all__ = ["LIBRARY", "instrument", "uninstrument"]
 
 LIBRARY = "requests"
-_instrumentor: Any = None
-
-
-def instrument(ctx: InstrumentationContext) -> str | None:
-    global _instrumentor
-    prefer_stable_http_semconv()
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
-
-    _instrumentor = RequestsInstrumentor()
-    return run_instrumentor(_instrumentor, ctx)
-
-
-def uninstrument() -> None:
-    if _instrumentor is not None and _instrumentor.is_instrumented_by_opentelemetry:
-        _instrumentor.uninstrument()
+_integration = ContribIntegration("opentelemetry.instrumentation.requests", "RequestsInstrumentor")
+instrument = _integration.instrument
+uninstrument = _integration.uninstrument
