@@ -1,0 +1,52 @@
+"""Log correlation with handlers the application configured itself, before init()."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from tests.support.fixtures import run_python
+
+APP = textwrap.dedent(
+    """
+    import logging, sys
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    own = logging.getLogger("own")
+    own.propagate = False
+    h = logging.StreamHandler(sys.stdout)
+    h.setFormatter(logging.Formatter("OWN %(message)s [%(otelTraceID)s]"))
+    own.addHandler(h)
+
+    import platform_otel
+    platform_otel.init(service_name="logs", exporters={"traces": ["none"], "metrics": ["none"], "logs": ["none"]})
+    from opentelemetry import trace
+    with trace.get_tracer("t").start_as_current_span("work") as span:
+        ctx = span.get_span_context()
+        print(f"TRACE={ctx.trace_id:032x} SPAN={ctx.span_id:016x}")
+        logging.getLogger("app").info("inside")
+        own.info("custom format")
+    logging.getLogger("app").info("outside")
+    """
+)
+
+
+def test_handlers_installed_before_init_print_trace_ids() -> None:
+    """basicConfig and custom handlers set up before init() print the span's ids, once, and none outside spans."""
+    result = run_python(APP, {})
+    assert result.rc == 0, str(result)
+    trace_id, span_id = re.search(r"TRACE=(\w+) SPAN=(\w+)", result.stdout).groups()  # type: ignore[union-attr]
+    lines = result.stdout.splitlines()
+    inside = next(line for line in lines if line.startswith("INFO app inside"))
+    assert inside == f"INFO app inside trace_id={trace_id} span_id={span_id}"
+    # A format that already prints the trace id is not given a second copy.
+    assert f"OWN custom format [{trace_id}]" in lines
+    outside = next(line for line in lines if line.startswith("INFO app outside"))
+    assert outside == "INFO app outside"
+    assert "Traceback" not in result.stderr
+
+
+def test_no_console_handler_is_added_when_the_app_has_one() -> None:
+    """init() adds its stderr handler only when the root logger has none: no duplicate lines."""
+    result = run_python(APP, {})
+    assert sum(line.startswith("INFO app inside") for line in result.stdout.splitlines()) == 1
+    assert "INFO" not in result.stderr
