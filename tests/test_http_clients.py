@@ -37,6 +37,18 @@ def server() -> Iterator[str]:
     srv.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def fresh_semconv_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once per process; let
+    this test see the choice init() makes, whatever other tests did before."""
+    from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability as Stability
+
+    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    monkeypatch.setattr(Stability, "_initialized", False)
+    yield
+    Stability._initialized = False
+
+
 def _ctx(cap: Capture) -> InstrumentationContext:
     settings = SimpleNamespace(service_name="t", capture_content=False)
     return InstrumentationContext(settings, cap.tracer_provider, cap.meter_provider, None)  # type: ignore[arg-type]
