@@ -71,7 +71,7 @@ class Providers:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
-        self.logs = InMemoryLogRecordExporter()
+        self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
         settings = types.SimpleNamespace(
@@ -98,7 +98,7 @@ class Providers:
         """(instrumentation scope, attributes) of each series of metric ``name``."""
         data = self.reader.get_metrics_data()
         return [
-            (sm.scope.name, dict(p.attributes))
+            (sm.scope.name, dict(p.attributes or {}))
             for rm in (data.resource_metrics if data else ())
             for sm in rm.scope_metrics
             for m in sm.metrics
@@ -178,7 +178,7 @@ def test_exception_handler_and_logger_exception_logs_keep_the_request_trace(
         raise RuntimeError("boom")
 
     @app.get("/caught")
-    async def caught() -> dict[str, bool]:
+    async def swallowed() -> dict[str, bool]:
         try:
             1 / 0  # noqa: B018
         except ZeroDivisionError:
@@ -242,6 +242,48 @@ def test_handlers_on_root_and_named_logger_export_one_record(providers: Provider
     assert len(providers.records("written by a non-propagating logger")) == 1
 
 
+UNHANDLED_APP = """
+import platform_otel
+platform_otel.init(service_name="web")
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("boom")
+"""
+UNHANDLED_TRACE = "44444444444444444444444444444444"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: uvicorn logs 'Exception in ASGI application' after FastAPI.__call__ (and the "
+    "server span's context) has exited, so the line has no trace_id; see the helper report",
+)
+def test_uvicorn_unhandled_exception_log_carries_the_request_trace(tmp_path: Path) -> None:
+    """Under real uvicorn, the 'Exception in ASGI application' error log of a failing request shows its trace id."""
+    (tmp_path / "boom_app.py").write_text(UNHANDLED_APP, encoding="utf-8")
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "boom_app:app", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--app-dir", str(tmp_path)]
+    with start_process(
+        argv, {**otel_env(None, service_name="web"), **NO_EXPORT}, cwd=tmp_path
+    ) as server:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        headers = {"traceparent": f"00-{UNHANDLED_TRACE}-b7ad6b7169203331-01"}
+        status, _ = http_get(f"http://127.0.0.1:{port}/boom", headers=headers)
+        assert status == 500
+        time.sleep(0.3)
+        server.stop()
+    text = server.output
+    start = text.find("Exception in ASGI application")
+    assert start >= 0, str(server)
+    record = text[start : text.find("RuntimeError: boom", start) + 200]
+    assert f"trace_id={UNHANDLED_TRACE}" in record, str(server)
+
+
 HANDLERS_FIRST_APP = """
 import logging, logging.config, sys
 logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(name)s %(message)s", level=logging.INFO)
@@ -264,9 +306,11 @@ print(f"IDS trace_id={c.trace_id:032x} span_id={c.span_id:016x}")
 """
 
 
-def test_handlers_installed_before_init_print_trace_ids() -> None:
+def test_basicconfig_before_and_dictconfig_after_init_print_trace_ids() -> None:
     """basicConfig before init() and dictConfig after it: both handlers' lines show trace_id/span_id, once each."""
-    result = run_python(HANDLERS_FIRST_APP, otel_env(None, service_name="handlers-first", **NO_EXPORT))
+    result = run_python(
+        HANDLERS_FIRST_APP, {**otel_env(None, service_name="handlers-first"), **NO_EXPORT}
+    )
     assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
     ids = re.search(r"IDS (trace_id=\w+ span_id=\w+)", result.stdout)
     assert ids and "trace_id=0000" not in ids.group(1), str(result)
@@ -291,30 +335,59 @@ print("OWNS", telemetry.owns_providers, flush=True)
 """
 
 
-@pytest.mark.parametrize("logging_handler", [False, True], ids=["default", "logging-auto-instrumentation"])
-def test_init_under_opentelemetry_instrument_exports_once(
-    logging_handler: bool, otlp_grpc_receiver: OtlpReceiver, tmp_path: Path
-) -> None:
-    """init() inside `opentelemetry-instrument` reuses its providers: every span and log record arrives once."""
-    script = tmp_path / "both_app.py"
+@pytest.fixture(scope="module", params=["default", "sdk-logging-handler"])
+def under_instrument(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.CompletedProcess[str], OtlpReceiver]]:
+    """BOTH_APP run by `opentelemetry-instrument` (opentelemetry-distro), exporting to a real receiver.
+
+    ``default``: the logging instrumentation's handler on root; ``sdk-logging-handler``:
+    OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true, the SDK's own handler on root.
+    """
+    script = tmp_path_factory.mktemp("both") / "both_app.py"
     script.write_text(BOTH_APP, encoding="utf-8")
-    env = otel_env(otlp_grpc_receiver, service_name="both")
-    env["OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"] = str(logging_handler).lower()
-    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
-    proc = subprocess.run(
-        [str(launcher), sys.executable, str(script)],
-        env=child_env(env),
-        capture_output=True,
-        text=True,
-        timeout=40,
-    )
-    out = f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, out
-    assert "OWNS False" in proc.stdout, out  # the distro's providers were reused, not replaced
-    receiver = otlp_grpc_receiver
-    receiver.wait_for(lambda r: r.spans() and r.logs(), 10)
-    time.sleep(0.5)  # let any duplicate arrive
+    receiver = OtlpReceiver("grpc").start()
+    try:
+        env = otel_env(receiver, service_name="both")
+        env["OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED"] = str(
+            request.param != "default"
+        ).lower()
+        launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+        proc = subprocess.run(
+            [str(launcher), sys.executable, str(script)],
+            env=child_env(env),
+            capture_output=True,
+            text=True,
+            timeout=40,
+        )
+        out = f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, out
+        assert "OWNS False" in proc.stdout, out  # the distro's providers were reused, not replaced
+        receiver.wait_for(lambda r: r.spans() and r.logs(), 10)
+        time.sleep(0.5)  # let any duplicate arrive
+        yield proc, receiver
+    finally:
+        receiver.stop()
+
+
+def test_init_under_opentelemetry_instrument_exports_spans_once(
+    under_instrument: tuple[subprocess.CompletedProcess[str], OtlpReceiver],
+) -> None:
+    """init() inside `opentelemetry-instrument` reuses its providers and adds no processor: each span arrives once."""
+    _, receiver = under_instrument
     assert [s.name for s in receiver.spans()].count("span-once") == 1, receiver.summary()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: instrumentation/logging.py exports records an OpenTelemetry LoggingHandler on "
+    "root (added by opentelemetry-instrument) already exported; fix proposed to the lead",
+)
+def test_init_under_opentelemetry_instrument_exports_log_records_once(
+    under_instrument: tuple[subprocess.CompletedProcess[str], OtlpReceiver],
+) -> None:
+    """init() inside `opentelemetry-instrument`: a log call arrives once, though its LoggingHandler sits on root."""
+    _, receiver = under_instrument
     assert [lg.body for lg in receiver.logs()].count("log once") == 1, receiver.summary()
 
 
@@ -348,7 +421,13 @@ def test_none_attribute_values_do_not_break_export(otlp_grpc_receiver: OtlpRecei
         assert symptom not in result.stderr, str(result)
     r = otlp_grpc_receiver
     r.wait_for(lambda r: len(r.spans()) >= 2 and r.logs(), 10)
-    r.wait_for(lambda r: {"convert", "store"} <= {p.attributes.get("stage") for p in r.metrics() if p.name == "pipeline.items"}, 10)
+    r.wait_for(
+        lambda r: (
+            {"convert", "store"}
+            <= {p.attributes.get("stage") for p in r.metrics() if p.name == "pipeline.items"}
+        ),
+        10,
+    )
     spans = {s.name: s for s in r.spans()}
     convert = spans["none-values convert"].attributes
     assert "pipeline.item.id" not in convert and "doc.owner" not in convert, convert
@@ -361,15 +440,23 @@ def test_none_attribute_values_do_not_break_export(otlp_grpc_receiver: OtlpRecei
     assert not [p for p in r.metrics() if p.name == "pipeline.queue.depth"]
 
 
-def test_http_client_metrics_carry_no_urls(providers: Providers, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_client_metrics_carry_no_urls(
+    providers: Providers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """httpx and requests calls to many URLs (ids, query strings) add one duration series per server, no URL attribute."""
     import httpx
     import requests
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as Stability,
+    )
 
     from platform_otel.instrumentation import httpx as phttpx
     from platform_otel.instrumentation import requests as prequests
 
-    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    # Contrib instrumentors read the semconv choice once per process: see the one
+    # instrument() makes, whatever earlier tests chose.
+    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    monkeypatch.setattr(Stability, "_initialized", False)
 
     class Ok(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -399,13 +486,22 @@ def test_http_client_metrics_carry_no_urls(providers: Providers, monkeypatch: py
         prequests.uninstrument()
         server.shutdown()
         server.server_close()
+        Stability._initialized = False
     series = providers.metric_attributes("http.client.request.duration")
     scopes = sorted(scope for scope, _ in series)
     # five URLs per library, one server, one method, one status: one series per library
     assert scopes == sorted({scope for scope, _ in series}) and len(scopes) == 2, series
     for _, attributes in series:
-        assert not set(attributes) & {"url.full", "url.path", "url.query", "http.url", "http.target"}, series
-        assert not any(re.search(r"/users/|/orders/|token=|q=", str(v)) for v in attributes.values()), series
+        assert not set(attributes) & {
+            "url.full",
+            "url.path",
+            "url.query",
+            "http.url",
+            "http.target",
+        }, series
+        assert not any(
+            re.search(r"/users/|/orders/|token=|q=", str(v)) for v in attributes.values()
+        ), series
     assert_documented({key for _, a in series for key in a} | {"http.client.request.duration"})
 
 
@@ -427,7 +523,8 @@ def test_second_process_on_the_prometheus_port_warns_once_and_runs(tmp_path: Pat
     script = tmp_path / "prom_app.py"
     script.write_text(PROM_APP, encoding="utf-8")
     env = {
-        **otel_env(None, service_name="prom", **NO_EXPORT),
+        **otel_env(None, service_name="prom"),
+        **NO_EXPORT,
         "PROM_PORT": str(port),
         "PLATFORM_OTEL_PROMETHEUS_HOST": "127.0.0.1",
     }
@@ -458,15 +555,20 @@ print(f"IDS {c.trace_id:032x} {c.span_id:016x}", flush=True)
 """
 
 
-def test_histogram_exemplars_reach_otlp_with_the_stage_span(otlp_grpc_receiver: OtlpReceiver) -> None:
+def test_histogram_exemplars_reach_otlp_with_the_stage_span(
+    otlp_grpc_receiver: OtlpReceiver,
+) -> None:
     """With init() defaults, the stage duration histogram arrives over OTLP with an exemplar naming its span."""
-    result = run_python(EXEMPLAR_APP, otel_env(otlp_grpc_receiver, service_name="exemplars"), timeout=30)
+    result = run_python(
+        EXEMPLAR_APP, otel_env(otlp_grpc_receiver, service_name="exemplars"), timeout=30
+    )
     assert result.rc == 0, str(result)
     ids = re.search(r"IDS (\w+) (\w+)", result.stdout)
     assert ids, str(result)
     trace_id, span_id = ids.groups()
     points = otlp_grpc_receiver.wait_for(
-        lambda r: [p for p in r.metrics() if p.name == "pipeline.stage.duration" and p.exemplars], 10
+        lambda r: [p for p in r.metrics() if p.name == "pipeline.stage.duration" and p.exemplars],
+        10,
     )
     exemplars = points[-1].exemplars
     assert [(e["trace_id"], e["span_id"]) for e in exemplars] == [(trace_id, span_id)], exemplars
