@@ -378,11 +378,6 @@ def test_init_under_opentelemetry_instrument_exports_spans_once(
     assert [s.name for s in receiver.spans()].count("span-once") == 1, receiver.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: instrumentation/logging.py exports records an OpenTelemetry LoggingHandler on "
-    "root (added by opentelemetry-instrument) already exported; fix proposed to the lead",
-)
 def test_init_under_opentelemetry_instrument_exports_log_records_once(
     under_instrument: tuple[subprocess.CompletedProcess[str], OtlpReceiver],
 ) -> None:

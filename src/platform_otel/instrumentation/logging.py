@@ -35,9 +35,13 @@ from .._safety import report_internal_error
 if TYPE_CHECKING:
     from . import InstrumentationContext
 
-__all__ = ["LIBRARY", "instrument", "uninstrument"]
+__all__ = ["EXCEPTION_SPAN_ATTR", "LIBRARY", "instrument", "uninstrument"]
 
 LIBRARY = "logging"
+
+#: Attribute under which server middleware stores the request span's SpanContext on an
+#: exception that escapes it, so a later log of that exception keeps the request's trace.
+EXCEPTION_SPAN_ATTR = "_platform_otel_span_context"
 
 _INVALID_TRACE = "0"
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -86,6 +90,13 @@ def _install_factory() -> None:
         record = old(*args, **kwargs)
         try:
             ctx = get_current_span().get_span_context()
+            if not ctx.is_valid and record.exc_info:
+                # Servers log unhandled errors after the request's span has ended (uvicorn's
+                # "Exception in ASGI application"); our middleware tagged the exception with it.
+                tagged = getattr(record.exc_info[1], EXCEPTION_SPAN_ATTR, None)
+                if tagged is not None:
+                    ctx = tagged
+                    record._otel_span_context = tagged
             if ctx.is_valid:
                 record.trace_id = record.otelTraceID = format(ctx.trace_id, "032x")
                 record.span_id = record.otelSpanID = format(ctx.span_id, "016x")
@@ -135,7 +146,9 @@ def _install_format() -> None:
         try:
             trace_id = getattr(record, "trace_id", _INVALID_TRACE)
             if trace_id != _INVALID_TRACE and trace_id not in text:
-                return f"{text} trace_id={trace_id} span_id={record.span_id}"  # type: ignore[attr-defined]
+                # On the message's own line, not after a traceback: shippers split on newlines.
+                first, newline, rest = text.partition("\n")
+                return f"{first} trace_id={trace_id} span_id={record.span_id}{newline}{rest}"  # type: ignore[attr-defined]
         except Exception:
             report_internal_error("text log format")
         return text
@@ -156,8 +169,34 @@ def _otel_logger(name: str) -> Any:
     return lg
 
 
-def _export(record: logging.LogRecord) -> None:
+_OTEL_HANDLER_MODULES = ("opentelemetry.sdk._logs._internal", "opentelemetry.instrumentation.logging.handler")
+
+
+def _exported_by_otel_handler(logger: logging.Logger, record: logging.LogRecord) -> bool:
+    """Whether an OpenTelemetry ``LoggingHandler`` on this logger's handler chain (as
+    ``opentelemetry-instrument`` installs on root) already exported ``record``."""
+    types = tuple(
+        cls
+        for cls in (getattr(sys.modules.get(m), "LoggingHandler", None) for m in _OTEL_HANDLER_MODULES)
+        if isinstance(cls, type)
+    )
+    if not types:
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if isinstance(handler, types) and record.levelno >= handler.level:
+                return True
+        if not current.propagate:
+            break
+        current = current.parent  # type: ignore[assignment]
+    return False
+
+
+def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
     if in_export() or record.name.startswith(_SKIP_EXPORT_PREFIXES):
+        return
+    if _exported_by_otel_handler(logger, record):
         return
     attributes: dict[str, Any] = {
         "code.file.path": record.pathname,
@@ -179,7 +218,9 @@ def _export(record: logging.LogRecord) -> None:
             extras += 1
     levelno = record.levelno
     severity = SeverityNumber(_SEVERITY.get(levelno) or min(24, max(1, levelno // 10 * 4 + 1)))
+    tagged = record.__dict__.get("_otel_span_context")
     _otel_logger(record.name).emit(
+        context=trace.set_span_in_context(trace.NonRecordingSpan(tagged)) if tagged is not None else None,
         timestamp=int(record.created * 1e9),
         observed_timestamp=time.time_ns(),
         severity_number=severity,
@@ -196,7 +237,7 @@ def _install_export() -> None:
     def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
         original(self, record)
         try:
-            _export(record)
+            _export(record, self)
         except Exception:
             report_internal_error("log export")
 
