@@ -257,11 +257,6 @@ async def boom() -> None:
 UNHANDLED_TRACE = "44444444444444444444444444444444"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: uvicorn logs 'Exception in ASGI application' after FastAPI.__call__ (and the "
-    "server span's context) has exited, so the line has no trace_id; see the helper report",
-)
 def test_uvicorn_unhandled_exception_log_carries_the_request_trace(tmp_path: Path) -> None:
     """Under real uvicorn, the 'Exception in ASGI application' error log of a failing request shows its trace id."""
     (tmp_path / "boom_app.py").write_text(UNHANDLED_APP, encoding="utf-8")

@@ -28,6 +28,7 @@ guarded (``platform_otel._safety``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import Token
@@ -40,6 +41,7 @@ from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from .._safety import report_internal_error
+from .logging import EXCEPTION_SPAN_ATTR
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -274,6 +276,10 @@ class ServerTelemetry:
                     late[ERROR_TYPE] = error
                     if exc is not None:
                         span.record_exception(exc)
+                        # The server logs this exception after our span has ended; let the
+                        # log record factory find the request's trace on the exception.
+                        with contextlib.suppress(Exception):
+                            setattr(exc, EXCEPTION_SPAN_ATTR, span.get_span_context())
                         span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                     else:
                         span.set_status(Status(StatusCode.ERROR))
