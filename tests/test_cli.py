@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import child_env, free_port, http_get, otel_env, start_process, wait_http
+from tests.support.fixtures import (
+    child_env,
+    free_port,
+    http_get,
+    otel_env,
+    start_process,
+    wait_http,
+)
 from tests.support.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
