@@ -41,6 +41,7 @@ _COMPONENTS = [
     ("otel api / context", "opentelemetry/"),
     ("platform_otel logging integration", "platform_otel/instrumentation/logging"),
     ("platform_otel lean ASGI path", "platform_otel/instrumentation/_asgi"),
+    ("platform_otel fast OTLP encoding (_otlp_fast)", "platform_otel/_otlp_fast"),
     ("platform_otel other", "platform_otel/"),
     ("stdlib logging", "/logging/"),
     ("uvicorn + h11 (HTTP server)", "uvicorn"),

@@ -7,6 +7,8 @@ Modes (env ``BENCH_MODE``):
   "app created before init()" path is the one measured;
 * ``platform-fast``: ``platform`` with the fast OTLP encoders of
   ``platform_otel._otlp_fast`` swapped in (what wiring them into init() gives);
+* ``<mode>-sampled``: ``<mode>`` with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
+  ``OTEL_TRACES_SAMPLER_ARG=0.1`` (every request still in the histogram);
 * ``lean-manual``: platform-otel's lean FastAPI path with SDK providers built by
   hand (OTLP/gRPC exporters, batch processors), no ``init()``;
 * ``lean-fast``: ``lean-manual`` with ``platform_otel._otlp_fast.FastOTLPSpanExporter``;
@@ -64,6 +66,13 @@ def _sdk_providers(fast: bool = False) -> tuple[object, object]:
     return tracer_provider, meter_provider
 
 
+if MODE.endswith("-sampled"):
+    # Head sampling through the standard variables: 10% of traces recorded, every
+    # request still counted in the duration histogram.
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    os.environ.setdefault("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    MODE = MODE.removesuffix("-sampled")
+
 if MODE == "platform-fast":
     # What init() does once platform_otel._otlp_fast is wired into _exporters.py:
     # the official gRPC exporter classes are swapped for the fast-encoding ones.
@@ -97,7 +106,7 @@ elif MODE in ("lean-manual", "lean-fast"):
             logger_provider=None,
         )
     )
-elif MODE in ("lean-sdk-only", "lean-noop"):
+elif MODE in ("lean-sdk-only", "lean-noop", "lean-span-only", "lean-hist-only"):
     # Cost breakdown: the lean path with SDK providers that export nothing
     # (span + histogram work only), or with no-op providers (our code only).
     import types
@@ -111,10 +120,14 @@ elif MODE in ("lean-sdk-only", "lean-noop"):
     from platform_otel.instrumentation import InstrumentationContext
     from platform_otel.instrumentation import fastapi as _pf
 
-    if MODE == "lean-noop":
-        tp, mp = _trace.NoOpTracerProvider(), _metrics.NoOpMeterProvider()
-    else:
-        tp, mp = TracerProvider(), MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tp = (
+        _trace.NoOpTracerProvider() if MODE in ("lean-noop", "lean-hist-only") else TracerProvider()
+    )
+    mp = (
+        _metrics.NoOpMeterProvider()
+        if MODE in ("lean-noop", "lean-span-only")
+        else MeterProvider(metric_readers=[InMemoryMetricReader()])
+    )
     _pf.instrument(
         InstrumentationContext(
             settings=types.SimpleNamespace(  # type: ignore[arg-type]
