@@ -24,7 +24,7 @@ _BIN = Path(PYTHON).parent
 CASES: list[tuple[str, str, bool]] = [
     ("uninstrumented", "none", False),
     ("platform_otel.init()", "platform", False),
-    ("platform_otel.init() + fast OTLP encoders (_otlp_fast)", "platform-fast", False),
+    ("platform_otel.init(), official OTLP encoder", "platform-official-encoder", False),
     ("breakdown: lean path, no-op providers (platform-otel's own code)", "lean-noop", False),
     ("breakdown: lean path, SDK span + histogram, nothing exported", "lean-sdk-only", False),
     ("official: opentelemetry-instrument", "none", True),

@@ -37,8 +37,8 @@ __all__ = ["CASES", "run"]
 CASES: list[tuple[str, str, bool]] = [
     ("uninstrumented", "none", False),
     ("platform_otel.init()", "platform", False),
-    ("platform_otel.init() + fast OTLP encoders (_otlp_fast)", "platform-fast", False),
-    ("... + fast encoders, 10% of traces sampled (histogram: all)", "platform-fast-sampled", False),
+    ("platform_otel.init(), official OTLP encoder", "platform-official-encoder", False),
+    ("platform_otel.init(), 10% of traces sampled (histogram: all)", "platform-sampled", False),
     ("official: opentelemetry-instrument", "none", True),
     ("official: FastAPIInstrumentor(exclude_spans)", "official-app", False),
 ]

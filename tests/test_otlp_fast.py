@@ -168,3 +168,22 @@ def test_fast_log_exporter_delivers_records_over_grpc() -> None:
     in_span = next(r for r in got if r.body == "inside a span")
     assert len(in_span.trace_id) == 32 and set(in_span.trace_id) != {"0"}
     assert in_span.attributes["user.count"] == 3
+
+
+def test_fast_encoding_matches_with_dropped_attributes_events_and_links() -> None:
+    """Spans over their limits (dropped attribute/event/link counts) still encode to the official message."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        span_limits=SpanLimits(max_span_attributes=3, max_events=2, max_links=1, max_event_attributes=1,
+                               max_link_attributes=1, max_attribute_length=5)
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("limits")
+    links = [Link(REMOTE, {"a": 1, "b": 2}), Link(REMOTE)]
+    with tracer.start_as_current_span("over", links=links, attributes={f"k{i}": "abcdefgh" for i in range(6)}) as span:
+        for i in range(4):
+            span.add_event(f"e{i}", {"x": i, "y": i})
+    spans = list(exporter.get_finished_spans())
+    assert ExportTraceServiceRequest.FromString(encode_spans_request(spans)) == encode_spans(spans)

@@ -5,8 +5,8 @@ Modes (env ``BENCH_MODE``):
 * ``none``: no telemetry at all (the baseline);
 * ``platform``: ``platform_otel.init()`` called after the app is created, so the
   "app created before init()" path is the one measured;
-* ``platform-fast``: ``platform`` with the fast OTLP encoders of
-  ``platform_otel._otlp_fast`` swapped in (what wiring them into init() gives);
+* ``platform-official-encoder``: ``platform`` with ``PLATFORM_OTEL_OTLP_ENCODER=official``
+  (the official OTLP encoder instead of ``platform_otel._otlp_fast``);
 * ``<mode>-sampled``: ``<mode>`` with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
   ``OTEL_TRACES_SAMPLER_ARG=0.1`` (every request still in the histogram);
 * ``lean-manual``: platform-otel's lean FastAPI path with SDK providers built by
@@ -73,16 +73,9 @@ if MODE.endswith("-sampled"):
     os.environ.setdefault("OTEL_TRACES_SAMPLER_ARG", "0.1")
     MODE = MODE.removesuffix("-sampled")
 
-if MODE == "platform-fast":
-    # What init() does once platform_otel._otlp_fast is wired into _exporters.py:
-    # the official gRPC exporter classes are swapped for the fast-encoding ones.
-    import opentelemetry.exporter.otlp.proto.grpc._log_exporter as _grpc_logs
-    import opentelemetry.exporter.otlp.proto.grpc.trace_exporter as _grpc_traces
-
-    from platform_otel import _otlp_fast
-
-    _grpc_traces.OTLPSpanExporter = _otlp_fast.FastOTLPSpanExporter  # type: ignore[misc]
-    _grpc_logs.OTLPLogExporter = _otlp_fast.FastOTLPLogExporter  # type: ignore[misc]
+if MODE == "platform-official-encoder":
+    # init() with the official OTLP encoder instead of platform_otel._otlp_fast.
+    os.environ["PLATFORM_OTEL_OTLP_ENCODER"] = "official"
     MODE = "platform"
 
 if MODE == "platform":

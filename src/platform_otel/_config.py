@@ -42,7 +42,7 @@ _EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 _TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 _COMPRESSIONS = ("none", "gzip", "deflate")
 _LOG_FORMATS = ("text", "json")
-_FASTAPI_IMPLS = ("lean", "official")
+_FASTAPI_IMPLS = ("lean", "official", "native")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 DEFAULT_INTEGRATIONS = ("logging", "fastapi", "httpx", "requests", "mcp", "ollama", "gpu")
@@ -119,7 +119,8 @@ class Settings:
     log_console: Literal["auto", "always", "never"]
     log_export: bool
     capture_content: bool
-    fastapi_impl: Literal["lean", "official"]
+    fastapi_impl: Literal["lean", "official", "native"]
+    otlp_encoder: Literal["fast", "official"]
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
@@ -524,6 +525,9 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         fastapi_impl=r.choice(
             kwargs.get("fastapi_impl"), "fastapi_impl", ("PLATFORM_OTEL_FASTAPI_IMPL",), _FASTAPI_IMPLS, "lean"
+        ),  # type: ignore[arg-type]
+        otlp_encoder=r.choice(
+            None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "official"), "fast"
         ),  # type: ignore[arg-type]
         shutdown_timeout=r.number(
             kwargs.get("shutdown_timeout"), "shutdown_timeout", ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",), 5.0, lo=0.0
