@@ -137,8 +137,13 @@ class Sink:
 
         assert self.proc.stdout is not None
         self.proc.send_signal(signal.SIGUSR1)
-        line = self.proc.stdout.readline()
-        return json.loads(line[len("COUNTS ") :]) if line.startswith("COUNTS ") else {}
+        for _ in range(20):  # skip any other line the sink printed (e.g. a gRPC warning)
+            line = self.proc.stdout.readline()
+            if line.startswith("COUNTS "):
+                return json.loads(line[len("COUNTS ") :])  # type: ignore[no-any-return]
+            if not line:
+                break
+        return {}
 
     def stop(self) -> dict[str, Any]:
         """Stop the sink; returns what it counted (requests and bytes per signal)."""

@@ -41,7 +41,9 @@ def server() -> Iterator[str]:
 def fresh_semconv_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once per process; let
     this test see the choice init() makes, whatever other tests did before."""
-    from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability as Stability
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as Stability,
+    )
 
     monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
     monkeypatch.setattr(Stability, "_initialized", False)

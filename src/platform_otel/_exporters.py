@@ -380,7 +380,9 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
                 if fast:
                     from ._otlp_fast import FastOTLPSpanExporter as OTLPSpanExporter
                 else:
-                    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+                    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                        OTLPSpanExporter,
+                    )
 
                 return _new(OTLPSpanExporter, kwargs)
             if signal == "metrics":
