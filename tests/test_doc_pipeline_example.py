@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from tests.support.documented import assert_documented
-from tests.support.fixtures import REPO_ROOT, child_env
 
 pytest.importorskip("fastapi", reason="the example is a FastAPI service")
 pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-DEMO = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
 
 
-@pytest.fixture(scope="module")
-def summary() -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(DEMO), "--json", "--timeout", "60"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return dict(json.loads(lines[-1][len("SUMMARY ") :]))
+@pytest.fixture
+def summary(demo_summary: dict[str, Any]) -> dict[str, Any]:
+    return demo_summary
 
 
 def _one(spans: list[dict[str, Any]], **match: Any) -> dict[str, Any]:

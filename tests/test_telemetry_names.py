@@ -9,10 +9,7 @@ except the names the example application defines itself (listed explicitly below
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -27,9 +24,6 @@ from tests.support.documented import (
     is_pattern,
     matches_pattern,
 )
-from tests.support.fixtures import REPO_ROOT, child_env
-
-DEMO = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
 
 # Names the example application defines itself, not platform-otel: the converter's own
 # tracer (scope "doc_converter", span "render markdown" with attribute "doc.paragraphs",
@@ -42,20 +36,9 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
-@pytest.fixture(scope="module")
-def received() -> dict[str, Any]:
-    pytest.importorskip("fastapi", reason="the example is a FastAPI service")
-    pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
-    proc = subprocess.run(
-        [sys.executable, str(DEMO), "--json", "--timeout", "60"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return dict(json.loads(lines[-1][len("SUMMARY ") :])["received"])
+@pytest.fixture
+def received(demo_summary: dict[str, Any]) -> dict[str, Any]:
+    return dict(demo_summary["received"])
 
 
 def _platform_spans(received: dict[str, Any]) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ __all__ = [
     "RunPython",
     "Server",
     "child_env",
+    "demo_summary",
     "free_port",
     "http_get",
     "otel_env",
@@ -314,3 +315,23 @@ def otlp_http_receiver() -> Iterator[OtlpReceiver]:
 def run_python_fixture() -> RunPython:
     """Run a Python snippet in a subprocess: ``run_python(code, env) -> Completed``."""
     return run_python
+
+
+@pytest.fixture(scope="session")
+def demo_summary() -> dict[str, Any]:
+    """One run of the flagship demo (``run_demo.py --json``), shared by every test that reads it."""
+    import json
+
+    pytest.importorskip("fastapi", reason="the example is a FastAPI service")
+    pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
+    demo = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
+    proc = subprocess.run(
+        [sys.executable, str(demo), "--json", "--timeout", "60"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return dict(json.loads(lines[-1][len("SUMMARY ") :]))
