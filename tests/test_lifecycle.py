@@ -81,3 +81,23 @@ def test_sdk_disabled_installs_nothing() -> None:
     )
     result = _run(code, OTEL_SDK_DISABLED="true")
     assert "STATE False ProxyTracerProvider 1" in result.stdout, result.stderr
+
+
+def test_unloadable_propagators_are_skipped_with_a_warning() -> None:
+    """OTEL_PROPAGATORS naming a propagator that is not installed (or unknown) warns; init() and imports still work."""
+    code = textwrap.dedent(
+        """
+        import platform_otel
+        platform_otel.init(service_name="p", exporters={"traces": ["none"], "metrics": ["none"], "logs": ["none"]})
+        from opentelemetry import propagate, trace
+        carrier = {}
+        with trace.get_tracer("x").start_as_current_span("s"):
+            propagate.inject(carrier)
+        print("CARRIER", sorted(carrier))
+        """
+    )
+    result = _run(code, OTEL_PROPAGATORS="tracecontext,b3,bogus")
+    assert result.returncode == 0, result.stderr
+    assert "CARRIER ['traceparent']" in result.stdout
+    assert "OTEL_PROPAGATORS entry 'b3' needs a package that is not installed" in result.stderr
+    assert "OTEL_PROPAGATORS='bogus' is invalid" in result.stderr

@@ -188,14 +188,11 @@ def _sampler(settings: Settings) -> Any:
 
 
 def _install_propagators(settings: Settings) -> None:
-    """Set the global propagator; unknown names were already reported by the config."""
-    # opentelemetry.propagate raises at import on an unknown OTEL_PROPAGATORS entry:
-    # hand it the validated list so no instrumented library crashes on import.
-    os.environ["OTEL_PROPAGATORS"] = ",".join(settings.propagators) or "none"
-    from opentelemetry.propagate import set_global_textmap
-    from opentelemetry.propagators.composite import CompositePropagator
+    """Set the global propagator from the validated names; skip those not installed."""
+    from importlib.metadata import entry_points
 
     propagators: list[Any] = []
+    usable: list[str] = []
     for name in settings.propagators:
         if name == "tracecontext":
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -206,18 +203,23 @@ def _install_propagators(settings: Settings) -> None:
 
             propagators.append(W3CBaggagePropagator())
         elif name != "none":
-            from importlib.metadata import entry_points
-
             found = [ep for ep in entry_points(group="opentelemetry_propagator") if ep.name == name]
-            if found:
-                propagators.append(found[0].load()())
-            else:
+            if not found:
                 logger.warning(
                     "platform-otel: OTEL_PROPAGATORS entry %r needs a package that is not installed "
                     "(e.g. opentelemetry-propagator-%s); skipped",
                     name,
-                    name.rstrip("multi"),
+                    name.removesuffix("multi"),
                 )
+                continue
+            propagators.append(found[0].load()())
+        usable.append(name)
+    # opentelemetry.propagate raises at import on an OTEL_PROPAGATORS entry it cannot load,
+    # which would crash every instrumented library importing it: hand it the usable list.
+    os.environ["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.propagators.composite import CompositePropagator
+
     set_global_textmap(CompositePropagator(propagators))
 
 
