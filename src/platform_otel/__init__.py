@@ -64,9 +64,12 @@ def init(
     ``strict=True`` they raise one :class:`ConfigError` instead. Calling ``init()``
     again returns the same handle.
     """
+    given = {k: v for k, v in locals().items() if v is not None}
+    from ._config import scrub_sdk_environment
+
+    scrub_sdk_environment()  # before the SDK is imported: it raises on some bad values
     from ._telemetry import init as _init
 
-    given = {k: v for k, v in locals().items() if v is not None and k != "_init"}
     return _init(**given)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -45,6 +45,19 @@ _LOG_FORMATS = ("text", "json")
 _FASTAPI_IMPLS = ("lean", "official", "native")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+# Read by the SDK itself (SpanLimits, LogRecordLimits), which raises on a bad value.
+_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+)
 DEFAULT_INTEGRATIONS = ("logging", "fastapi", "httpx", "requests", "mcp", "ollama", "gpu")
 
 
@@ -124,6 +137,9 @@ class Settings:
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
+    #: Variables the SDK reads itself whose values are invalid; init() removes them from
+    #: os.environ so the SDK uses its default instead of raising.
+    invalid_sdk_variables: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -345,7 +361,11 @@ def _signal(
     insecure_raw = reader.raw(f"OTEL_EXPORTER_OTLP_{up}_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE")
     insecure: bool | None = None
     if insecure_raw is not None:
-        insecure = reader.boolean(None, "", (insecure_raw[0],), False)
+        lowered = insecure_raw[1].lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            insecure = lowered in _TRUE
+        else:  # None: decided by the endpoint's scheme (http:// is insecure)
+            reader.problem(insecure_raw[0], insecure_raw[1], "insecure for http://, TLS for https://", "expected true or false")
 
     allowed = _EXPORTERS[signal]
     chosen = exporters_arg if exporters_arg is not None else reader.csv(None, (f"OTEL_{up}_EXPORTER",))
@@ -367,6 +387,25 @@ def _signal(
         compression=compression,
         insecure=insecure,
     )
+
+
+_scrubbed: list[Problem] = []
+
+
+def scrub_sdk_environment(env: MutableMapping[str, str] | None = None) -> None:
+    """Remove invalid values of variables the SDK parses *at import time*.
+
+    ``opentelemetry.sdk.trace`` raises ``ValueError`` on import when, e.g.,
+    ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=abc``: every instrumented import would crash.
+    ``init()`` calls this before importing the SDK; the problems are reported by
+    :func:`load_settings` like any other bad value, and the SDK uses its default.
+    """
+    env = os.environ if env is None else env
+    for name in _LIMIT_VARIABLES:
+        value = env.get(name)
+        if value is not None and value.strip() and not value.strip().isdigit():
+            _scrubbed.append(Problem(name, value.strip(), "the SDK default", "must be a non-negative integer"))
+            del env[name]
 
 
 def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -481,6 +520,14 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
     ).upper()
 
     sdk_disabled = r.boolean(None, "", ("OTEL_SDK_DISABLED",), False)
+    invalid_sdk_variables = []
+    for name in _LIMIT_VARIABLES:
+        found = r.raw(name)
+        if found is not None and not (found[1].isdigit()):
+            r.problem(name, found[1], "the SDK default", "must be a non-negative integer")
+            invalid_sdk_variables.append(name)
+    for problem in _scrubbed:  # found (and removed) before the SDK was imported
+        r.problem(problem.variable, problem.value, problem.used, problem.reason)
 
     settings = Settings(
         service_name=str(service_name),
@@ -535,5 +582,6 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         sdk_disabled=sdk_disabled,
         strict=strict,
     )
+    object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))
     return settings

@@ -370,8 +370,11 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
             os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
             from grpc import Compression as GrpcCompression
 
-            if cfg.compression != "none":
-                kwargs["compression"] = GrpcCompression.Gzip if cfg.compression == "gzip" else GrpcCompression.Deflate
+            # Always explicit: given none, the exporter re-reads (and chokes on) the variable.
+            kwargs["compression"] = {
+                "gzip": GrpcCompression.Gzip,
+                "deflate": GrpcCompression.Deflate,
+            }.get(cfg.compression, GrpcCompression.NoCompression)
             insecure = cfg.insecure
             if insecure is None:
                 insecure = cfg.endpoint.startswith("http://")

@@ -347,6 +347,8 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     _exporters.mute_sdk_exporter_logs()
+    for name in settings.invalid_sdk_variables:
+        os.environ.pop(name, None)  # already reported; the SDK would raise on it
     _install_propagators(settings)
     existing_tp, existing_mp, existing_lp = _existing_sdk_providers()
     resource = build_resource(settings)

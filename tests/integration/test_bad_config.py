@@ -134,3 +134,29 @@ def test_strict_mode_raises_one_config_error_listing_every_problem() -> None:
         if name == "OTEL_TRACES_SAMPLER":
             continue  # valid; only its argument is bad
         assert name in result.stdout and value in result.stdout, f"{name} not listed:\n{result}"
+
+
+# Variables the SDK or the OTLP exporters parse themselves, where a bad value used to
+# crash the import of opentelemetry.sdk.trace or break every export.
+SDK_PARSED = [
+    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "abc", "the SDK default"),
+    ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "-1", "the SDK default"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "bogus", "none"),
+    ("OTEL_EXPORTER_OTLP_INSECURE", "maybe", "insecure for http://"),
+]
+
+
+@pytest.mark.parametrize(("name", "bad", "used"), SDK_PARSED, ids=[f"{c[0]}={c[1]}" for c in SDK_PARSED])
+def test_bad_value_of_a_variable_the_sdk_parses_still_exports(
+    name: str, bad: str, used: str, otlp_grpc_receiver: OtlpReceiver
+) -> None:
+    """A bad value the SDK would choke on: one warning, init() works, and spans still arrive."""
+    env = otel_env(None, PLATFORM_OTEL_LOG_CONSOLE="never", **{name: bad})
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_grpc_receiver.endpoint
+    result = run_python(APP, env, timeout=30)
+    assert result.rc == 0 and "APP_DONE" in result.stdout, str(result)
+    assert "Traceback" not in result.stderr, str(result)
+    lines = [line for line in result.stderr.splitlines() if name in line]
+    assert len(lines) == 1 and bad in lines[0] and used in lines[0], str(result)
+    spans = otlp_grpc_receiver.wait_for(lambda r: r.spans(), 10)
+    assert spans[0].name == "still-works"
