@@ -50,3 +50,22 @@ def test_no_console_handler_is_added_when_the_app_has_one() -> None:
     result = run_python(APP, {})
     assert sum(line.startswith("INFO app inside") for line in result.stdout.splitlines()) == 1
     assert "INFO" not in result.stderr
+
+
+def test_bad_logging_arguments_are_the_apps_error_not_ours() -> None:
+    """A log call whose arguments don't fit its format is reported by logging only; the record is still exported."""
+    code = textwrap.dedent(
+        """
+        import logging, sys
+        import platform_otel
+        platform_otel.init(service_name="bad-args", log_console="never",
+                           exporters={"traces": ["none"], "metrics": ["none"], "logs": ["console"]})
+        logging.getLogger("app").warning("%d items", "not a number")
+        platform_otel.shutdown()
+        """
+    )
+    for log_format in ("text", "json"):
+        result = run_python(code, {"PLATFORM_OTEL_LOG_FORMAT": log_format})
+        assert result.rc == 0, str(result)
+        assert "internal error" not in result.stderr, str(result)
+        assert '"body": "%d items"' in result.stdout, str(result)

@@ -119,7 +119,7 @@ def _json_line(record: logging.LogRecord) -> str:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
         "level": record.levelname,
         "logger": record.name,
-        "message": record.getMessage(),
+        "message": _message(record),
         "trace_id": getattr(record, "trace_id", _INVALID_TRACE),
         "span_id": getattr(record, "span_id", _INVALID_TRACE),
         "service.name": getattr(record, "service_name", _state.service_name),
@@ -193,6 +193,18 @@ def _exported_by_otel_handler(logger: logging.Logger, record: logging.LogRecord)
     return False
 
 
+def _message(record: logging.LogRecord) -> str:
+    """The formatted message; the raw template when the app's arguments don't fit it.
+
+    A bad ``%`` argument is the application's bug: logging reports it itself
+    ("--- Logging error ---"); the exported record keeps the template.
+    """
+    try:
+        return record.getMessage()
+    except Exception:
+        return str(record.msg)
+
+
 def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
     if in_export() or record.name.startswith(_SKIP_EXPORT_PREFIXES):
         return
@@ -225,7 +237,7 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
         observed_timestamp=time.time_ns(),
         severity_number=severity,
         severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
-        body=record.getMessage(),
+        body=_message(record),
         attributes=attributes,
     )
 
