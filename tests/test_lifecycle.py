@@ -101,3 +101,20 @@ def test_unloadable_propagators_are_skipped_with_a_warning() -> None:
     assert "CARRIER ['traceparent']" in result.stdout
     assert "OTEL_PROPAGATORS entry 'b3' needs a package that is not installed" in result.stderr
     assert "OTEL_PROPAGATORS='bogus' is invalid" in result.stderr
+
+
+def test_init_after_shutdown_says_telemetry_stays_off() -> None:
+    """init() after shutdown() returns a disabled handle with a warning, instead of silently dropping spans."""
+    code = textwrap.dedent(
+        """
+        import platform_otel
+        ex = {"traces": ["console"], "metrics": ["none"], "logs": ["none"]}
+        platform_otel.init(service_name="one", exporters=ex)
+        platform_otel.shutdown()
+        again = platform_otel.init(service_name="two", exporters=ex)
+        print("ENABLED", again.enabled, platform_otel.init() is again)
+        """
+    )
+    result = _run(code)
+    assert "ENABLED False True" in result.stdout, result.stderr
+    assert result.stderr.count("init() after shutdown()") == 1

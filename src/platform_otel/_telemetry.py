@@ -40,6 +40,9 @@ __all__ = ["Telemetry", "current", "init", "shutdown"]
 _lock = threading.RLock()
 _current: Telemetry | None = None
 _fork_hook_registered = False
+# OpenTelemetry's global providers can be set once per process: after ours were shut
+# down, a new init() cannot install working ones.
+_providers_shut_down = [False]
 
 
 class Telemetry:
@@ -102,6 +105,8 @@ class Telemetry:
             self._shutdown_done = True
             if _current is self:
                 _current = None
+            if self.enabled and self.owns_providers:
+                _providers_shut_down[0] = True
         if not self.enabled:
             return True
         from .instrumentation import freeze
@@ -284,17 +289,23 @@ def init(**kwargs: Any) -> Telemetry:
             if kwargs and kwargs != _current._init_kwargs:
                 logger.warning(
                     "platform-otel: init() was already called with other arguments; "
-                    "keeping the first configuration (call shutdown() first to reconfigure)"
+                    "keeping the first configuration"
                 )
             return _current
         settings = load_settings(**kwargs)
         problems = list(settings.problems)
         if settings.strict and problems:
             raise ConfigError(problems)
-        if settings.sdk_disabled:
+        if settings.sdk_disabled or _providers_shut_down[0]:
             for p in problems:
                 logger.warning("platform-otel: %s", p)
-            logger.info("platform-otel: OTEL_SDK_DISABLED=true; no telemetry is produced")
+            if settings.sdk_disabled:
+                logger.info("platform-otel: OTEL_SDK_DISABLED=true; no telemetry is produced")
+            else:
+                logger.warning(
+                    "platform-otel: init() after shutdown(): OpenTelemetry's global providers can be "
+                    "set only once per process, so telemetry stays off in this process"
+                )
             _current = Telemetry(
                 settings,
                 None,
