@@ -66,6 +66,25 @@ def _sdk_providers(fast: bool = False) -> tuple[object, object]:
     return tracer_provider, meter_provider
 
 
+def _instrument_lean(tracer_provider: object, meter_provider: object) -> None:
+    """platform-otel's lean FastAPI path on the given providers, without init()."""
+    import types
+
+    from platform_otel.instrumentation import InstrumentationContext
+    from platform_otel.instrumentation import fastapi as _pf
+
+    _pf.instrument(
+        InstrumentationContext(
+            settings=types.SimpleNamespace(  # type: ignore[arg-type]
+                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
+            ),
+            tracer_provider=tracer_provider,  # type: ignore[arg-type]
+            meter_provider=meter_provider,  # type: ignore[arg-type]
+            logger_provider=None,
+        )
+    )
+
+
 if MODE.endswith("-sampled"):
     # Head sampling through the standard variables: 10% of traces recorded, every
     # request still counted in the duration histogram.
@@ -83,35 +102,18 @@ if MODE == "platform":
 
     platform_otel.init(service_name="bench-hello")
 elif MODE in ("lean-manual", "lean-fast"):
-    import types
-
-    from platform_otel.instrumentation import InstrumentationContext
-    from platform_otel.instrumentation import fastapi as _pf
 
     tp, mp = _sdk_providers(fast=MODE == "lean-fast")
-    _pf.instrument(
-        InstrumentationContext(
-            settings=types.SimpleNamespace(  # type: ignore[arg-type]
-                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
-            ),
-            tracer_provider=tp,  # type: ignore[arg-type]
-            meter_provider=mp,  # type: ignore[arg-type]
-            logger_provider=None,
-        )
-    )
+    _instrument_lean(tp, mp)
 elif MODE in ("lean-sdk-only", "lean-noop", "lean-span-only", "lean-hist-only"):
     # Cost breakdown: the lean path with SDK providers that export nothing
     # (span + histogram work only), or with no-op providers (our code only).
-    import types
 
     from opentelemetry import metrics as _metrics
     from opentelemetry import trace as _trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
-
-    from platform_otel.instrumentation import InstrumentationContext
-    from platform_otel.instrumentation import fastapi as _pf
 
     tp = (
         _trace.NoOpTracerProvider() if MODE in ("lean-noop", "lean-hist-only") else TracerProvider()
@@ -121,16 +123,7 @@ elif MODE in ("lean-sdk-only", "lean-noop", "lean-span-only", "lean-hist-only"):
         if MODE in ("lean-noop", "lean-span-only")
         else MeterProvider(metric_readers=[InMemoryMetricReader()])
     )
-    _pf.instrument(
-        InstrumentationContext(
-            settings=types.SimpleNamespace(  # type: ignore[arg-type]
-                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
-            ),
-            tracer_provider=tp,  # type: ignore[arg-type]
-            meter_provider=mp,  # type: ignore[arg-type]
-            logger_provider=None,
-        )
-    )
+    _instrument_lean(tp, mp)
 elif MODE == "official-app":
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.logging import LoggingInstrumentor

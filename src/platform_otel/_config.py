@@ -389,6 +389,15 @@ def _signal(
     )
 
 
+def _bad_limits(env: Mapping[str, str]) -> list[Problem]:
+    """Limit variables whose value the SDK would reject (it raises instead of warning)."""
+    return [
+        Problem(name, env[name].strip(), "the SDK default", "must be a non-negative integer")
+        for name in _LIMIT_VARIABLES
+        if env.get(name, "").strip() and not env[name].strip().isdigit()
+    ]
+
+
 _scrubbed: list[Problem] = []
 
 
@@ -401,11 +410,9 @@ def scrub_sdk_environment(env: MutableMapping[str, str] | None = None) -> None:
     :func:`load_settings` like any other bad value, and the SDK uses its default.
     """
     env = os.environ if env is None else env
-    for name in _LIMIT_VARIABLES:
-        value = env.get(name)
-        if value is not None and value.strip() and not value.strip().isdigit():
-            _scrubbed.append(Problem(name, value.strip(), "the SDK default", "must be a non-negative integer"))
-            del env[name]
+    for problem in _bad_limits(env):
+        _scrubbed.append(problem)
+        del env[problem.variable]
 
 
 def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -520,14 +527,11 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
     ).upper()
 
     sdk_disabled = r.boolean(None, "", ("OTEL_SDK_DISABLED",), False)
-    invalid_sdk_variables = []
-    for name in _LIMIT_VARIABLES:
-        found = r.raw(name)
-        if found is not None and not (found[1].isdigit()):
-            r.problem(name, found[1], "the SDK default", "must be a non-negative integer")
-            invalid_sdk_variables.append(name)
-    for problem in _scrubbed:  # found (and removed) before the SDK was imported
+    bad_limits = _bad_limits(env)
+    # _scrubbed: found (and removed from the environment) before the SDK was imported.
+    for problem in [*bad_limits, *_scrubbed]:
         r.problem(problem.variable, problem.value, problem.used, problem.reason)
+    invalid_sdk_variables = [p.variable for p in bad_limits]
 
     settings = Settings(
         service_name=str(service_name),
