@@ -172,14 +172,25 @@ def _otel_logger(name: str) -> Any:
 _OTEL_HANDLER_MODULES = ("opentelemetry.sdk._logs._internal", "opentelemetry.instrumentation.logging.handler")
 
 
+_handler_types: tuple[type, ...] = ()
+
+
+def _otel_handler_types() -> tuple[type, ...]:
+    """The LoggingHandler classes imported so far (looked up until both are found, then cached)."""
+    global _handler_types
+    if len(_handler_types) < len(_OTEL_HANDLER_MODULES):
+        _handler_types = tuple(
+            cls
+            for cls in (getattr(sys.modules.get(m), "LoggingHandler", None) for m in _OTEL_HANDLER_MODULES)
+            if isinstance(cls, type)
+        )
+    return _handler_types
+
+
 def _exported_by_otel_handler(logger: logging.Logger, record: logging.LogRecord) -> bool:
     """Whether an OpenTelemetry ``LoggingHandler`` on this logger's handler chain (as
     ``opentelemetry-instrument`` installs on root) already exported ``record``."""
-    types = tuple(
-        cls
-        for cls in (getattr(sys.modules.get(m), "LoggingHandler", None) for m in _OTEL_HANDLER_MODULES)
-        if isinstance(cls, type)
-    )
+    types = _otel_handler_types()
     if not types:
         return False
     current: logging.Logger | None = logger
