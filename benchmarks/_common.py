@@ -157,7 +157,7 @@ class Sink:
 
 def start_sink(port: int = 0) -> Sink:
     proc = subprocess.Popen(
-        [PYTHON, str(BENCH_DIR / "_otlp_sink.py"), "--port", str(port)],
+        _pinned([PYTHON, str(BENCH_DIR / "_otlp_sink.py"), "--port", str(port)], "sink"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -228,6 +228,7 @@ def server(
     if not access_log:
         cmd.append("--no-access-log")
     env = bench_env(BENCH_MODE=mode, **otlp_env(endpoint))
+    cmd = _pinned(cmd, "server")
     if official_wrapper:
         cmd = [str(_BIN / "opentelemetry-instrument"), *cmd]
         env.update(
@@ -274,8 +275,24 @@ class Load:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def _pinned(cmd: list[str], role: str) -> list[str]:
+    """With BENCH_PIN=1 (and 2+ CPUs): the server on CPU 1, load generator and sink on CPU 0.
+
+    Less noise between runs: the server never shares its core with wrk, so its CPU
+    per request is not disturbed by the load generator's scheduling.
+    """
+    if (
+        os.environ.get("BENCH_PIN") != "1"
+        or (os.cpu_count() or 1) < 2
+        or not shutil.which("taskset")
+    ):
+        return cmd
+    return ["taskset", "-c", "1" if role == "server" else "0", *cmd]
+
+
 def _wrk(url: str, seconds: float, connections: int) -> Load:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
+    cmd = _pinned(cmd, "load")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

@@ -48,30 +48,53 @@ PARENT_AND_CHILD = textwrap.dedent(
 )
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, env=child_env(env or {}))
+def _cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, timeout=timeout, env=child_env(env or {})
+    )
 
 
-def test_run_instruments_a_script_and_its_child_processes(otlp_grpc_receiver: OtlpReceiver, tmp_path: Path) -> None:
+def test_run_instruments_a_script_and_its_child_processes(
+    otlp_grpc_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
     """`platform-otel run -- python script.py`: spans of the script and of a Python child it starts arrive."""
     script = tmp_path / "job.py"
     script.write_text(PARENT_AND_CHILD, encoding="utf-8")
     env = otel_env(otlp_grpc_receiver, service_name="cli-job")
     result = _cli("run", "--", sys.executable, str(script), env=env)
     assert result.returncode == 0, result.stderr
-    otlp_grpc_receiver.wait_for(lambda r: {"parent-work", "child-work"} <= {s.name for s in r.spans()}, timeout=10)
+    otlp_grpc_receiver.wait_for(
+        lambda r: {"parent-work", "child-work"} <= {s.name for s in r.spans()}, timeout=10
+    )
     spans = {s.name: s for s in otlp_grpc_receiver.spans()}
     assert spans["parent-work"].resource["service.name"] == "cli-job"
     parent_pid = spans["parent-work"].resource["process.pid"]
     assert spans["child-work"].resource["process.pid"] != parent_pid
 
 
-def test_run_traces_an_uninstrumented_uvicorn_app(otlp_grpc_receiver: OtlpReceiver, tmp_path: Path) -> None:
+def test_run_traces_an_uninstrumented_uvicorn_app(
+    otlp_grpc_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
     """`platform-otel run -- uvicorn app:app` traces a FastAPI app that never calls init()."""
     (tmp_path / "plain_app.py").write_text(UNINSTRUMENTED_APP, encoding="utf-8")
     port = free_port()
-    argv = [CLI, "run", "--", sys.executable, "-m", "uvicorn", "plain_app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--app-dir", str(tmp_path)]
+    argv = [
+        CLI,
+        "run",
+        "--",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "plain_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--app-dir",
+        str(tmp_path),
+    ]
     with start_process(argv, otel_env(otlp_grpc_receiver, service_name="zero-code")) as server:
         wait_http(f"http://127.0.0.1:{port}/items/1", server)
         assert http_get(f"http://127.0.0.1:{port}/items/42")[0] == 200

@@ -76,15 +76,25 @@ def test_per_signal_protocol_headers_and_exporters() -> None:
             "OTEL_TRACES_SAMPLER_ARG",
             "1.0",
         ),
-        ({"OTEL_RESOURCE_ATTRIBUTES": "team=data,broken"}, "OTEL_RESOURCE_ATTRIBUTES", "{'team': 'data'}"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "'http://collector:4317'"),
+        (
+            {"OTEL_RESOURCE_ATTRIBUTES": "team=data,broken"},
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "{'team': 'data'}",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "'http://collector:4317'",
+        ),
         ({"OTEL_BSP_MAX_QUEUE_SIZE": "-5"}, "OTEL_BSP_MAX_QUEUE_SIZE", "2048"),
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER", "'otlp'"),
         ({"OTEL_SDK_DISABLED": "maybe"}, "OTEL_SDK_DISABLED", "False"),
         ({"PLATFORM_OTEL_PROMETHEUS_PORT": "99999"}, "PLATFORM_OTEL_PROMETHEUS_PORT", "-1"),
     ],
 )
-def test_bad_value_names_variable_value_and_replacement(env: dict[str, str], variable: str, used: str) -> None:
+def test_bad_value_names_variable_value_and_replacement(
+    env: dict[str, str], variable: str, used: str
+) -> None:
     """Each bad value yields one problem naming the variable, the bad value and what is used."""
     problems = problems_for(env)
     assert len(problems) == 1, problems
@@ -94,8 +104,14 @@ def test_bad_value_names_variable_value_and_replacement(env: dict[str, str], var
 
 def test_bad_values_are_replaced_by_safe_ones() -> None:
     """The replacement value is what the settings actually contain."""
-    s = load_settings({"OTEL_EXPORTER_OTLP_PROTOCOL": "bogus", "OTEL_TRACES_SAMPLER_ARG": "2",
-                       "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"})
+    s = load_settings(
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "bogus",
+            "OTEL_TRACES_SAMPLER_ARG": "2",
+            "OTEL_TRACES_SAMPLER": "traceidratio",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317",
+        }
+    )
     assert s.traces.protocol == "grpc"
     assert s.sampler_arg == 1.0
     assert s.traces.endpoint == "http://collector:4317"
@@ -116,7 +132,9 @@ def test_strict_mode_raises_one_error_listing_every_problem() -> None:
 
 def test_sample_ratio_argument_and_disabled_instrumentations() -> None:
     """sample_ratio maps to parent-based ratio sampling; OTEL_PYTHON_DISABLED_INSTRUMENTATIONS is honoured."""
-    s = load_settings({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests, httpx"}, sample_ratio=0.25)
+    s = load_settings(
+        {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests, httpx"}, sample_ratio=0.25
+    )
     assert (s.sampler, s.sampler_arg) == ("parentbased_traceidratio", 0.25)
     assert "requests" not in s.integrations and "httpx" not in s.integrations
     assert "fastapi" in s.integrations
@@ -124,7 +142,11 @@ def test_sample_ratio_argument_and_disabled_instrumentations() -> None:
 
 def test_resource_attributes_feed_service_identity() -> None:
     """OTEL_RESOURCE_ATTRIBUTES supplies service.version and the environment when not given otherwise."""
-    s = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "service.version=1.2,deployment.environment.name=prod,team=a%20b"})
+    s = load_settings(
+        {
+            "OTEL_RESOURCE_ATTRIBUTES": "service.version=1.2,deployment.environment.name=prod,team=a%20b"
+        }
+    )
     assert s.service_version == "1.2"
     assert s.environment == "prod"
     assert s.resource_attributes["team"] == "a b"

@@ -15,7 +15,6 @@ pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-
 @pytest.fixture
 def summary(demo_summary: dict[str, Any]) -> dict[str, Any]:
     return demo_summary

@@ -24,9 +24,13 @@ SIGTERM_APP = textwrap.dedent(
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PLATFORM_OTEL_"))}
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PLATFORM_OTEL_"))
+    }
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=full_env
+    )
 
 
 def test_sigterm_flushes_buffered_spans_and_still_terminates() -> None:

@@ -176,13 +176,21 @@ def test_fast_encoding_matches_with_dropped_attributes_events_and_links() -> Non
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(
-        span_limits=SpanLimits(max_span_attributes=3, max_events=2, max_links=1, max_event_attributes=1,
-                               max_link_attributes=1, max_attribute_length=5)
+        span_limits=SpanLimits(
+            max_span_attributes=3,
+            max_events=2,
+            max_links=1,
+            max_event_attributes=1,
+            max_link_attributes=1,
+            max_attribute_length=5,
+        )
     )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("limits")
     links = [Link(REMOTE, {"a": 1, "b": 2}), Link(REMOTE)]
-    with tracer.start_as_current_span("over", links=links, attributes={f"k{i}": "abcdefgh" for i in range(6)}) as span:
+    with tracer.start_as_current_span(
+        "over", links=links, attributes={f"k{i}": "abcdefgh" for i in range(6)}
+    ) as span:
         for i in range(4):
             span.add_event(f"e{i}", {"x": i, "y": i})
     spans = list(exporter.get_finished_spans())

@@ -11,7 +11,9 @@ import platform_otel
 
 
 def _fresh(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def test_import_does_not_import_optional_libraries_or_start_threads() -> None:
@@ -45,4 +47,10 @@ def test_public_surface_is_small_and_typed() -> None:
     for name in platform_otel.__all__:
         assert getattr(platform_otel, name) is not None
     assert (Path(platform_otel.__file__).parent / "py.typed").exists()
-    assert set(platform_otel.__all__) >= {"init", "shutdown", "pipeline", "Telemetry", "ConfigError"}
+    assert set(platform_otel.__all__) >= {
+        "init",
+        "shutdown",
+        "pipeline",
+        "Telemetry",
+        "ConfigError",
+    }

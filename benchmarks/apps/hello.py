@@ -31,6 +31,10 @@ import os
 from fastapi import FastAPI
 
 MODE = os.environ.get("BENCH_MODE", "none")
+# Extra variables for an experiment, e.g. BENCH_ENV="OTEL_TRACES_EXPORTER=none;OTEL_LOGS_EXPORTER=none"
+for _item in filter(None, os.environ.get("BENCH_ENV", "").split(";")):
+    _key, _, _value = _item.partition("=")
+    os.environ[_key] = _value
 
 app = FastAPI()
 
@@ -102,7 +106,6 @@ if MODE == "platform":
 
     platform_otel.init(service_name="bench-hello")
 elif MODE in ("lean-manual", "lean-fast"):
-
     tp, mp = _sdk_providers(fast=MODE == "lean-fast")
     _instrument_lean(tp, mp)
 elif MODE in ("lean-sdk-only", "lean-noop", "lean-span-only", "lean-hist-only"):

@@ -26,7 +26,10 @@ __all__ = ["main"]
 
 def _run(command: Sequence[str]) -> int:
     if not command:
-        print("platform-otel run: give a command, e.g. platform-otel run -- uvicorn app:app", file=sys.stderr)
+        print(
+            "platform-otel run: give a command, e.g. platform-otel run -- uvicorn app:app",
+            file=sys.stderr,
+        )
         return 2
     bootstrap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
     env = os.environ
@@ -62,9 +65,15 @@ def _doctor(as_json: bool) -> int:
     for name, (module_name, library, _deferred) in REGISTRY.items():
         installed = importlib.util.find_spec(library) is not None
         if name not in settings.integrations:
-            state = "disabled by configuration" if name in settings.disabled_integrations else "not requested"
+            state = (
+                "disabled by configuration"
+                if name in settings.disabled_integrations
+                else "not requested"
+            )
         elif not installed:
-            state = f"inactive: library {library!r} not installed (pip install 'platform-otel[{name}]')"
+            state = (
+                f"inactive: library {library!r} not installed (pip install 'platform-otel[{name}]')"
+            )
         elif importlib.util.find_spec(f"platform_otel.instrumentation.{module_name}") is None:
             state = "inactive: not implemented in this version"
         else:
@@ -82,11 +91,26 @@ def _doctor(as_json: bool) -> int:
     for signal in ("traces", "metrics", "logs"):
         cfg = getattr(settings, signal)
         if "otlp" not in cfg.exporters:
-            endpoints.append({"signal": signal, "endpoint": None, "ok": True, "detail": f"exporters: {list(cfg.exporters)}"})
+            endpoints.append(
+                {
+                    "signal": signal,
+                    "endpoint": None,
+                    "ok": True,
+                    "detail": f"exporters: {list(cfg.exporters)}",
+                }
+            )
             continue
         ok, detail = _reachable(cfg.endpoint)
         healthy &= ok
-        endpoints.append({"signal": signal, "endpoint": cfg.endpoint, "protocol": cfg.protocol, "ok": ok, "detail": detail})
+        endpoints.append(
+            {
+                "signal": signal,
+                "endpoint": cfg.endpoint,
+                "protocol": cfg.protocol,
+                "ok": ok,
+                "detail": detail,
+            }
+        )
     report: dict[str, Any] = {
         "settings": settings.as_dict(),
         "problems": [str(p) for p in settings.problems],

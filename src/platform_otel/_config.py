@@ -187,7 +187,14 @@ class _Reader:
         if not any(p.variable == variable and p.value == value for p in self.problems):
             self.problems.append(Problem(variable, value, used, reason))
 
-    def choice(self, arg: Any, arg_name: str, names: tuple[str, ...], allowed: tuple[str, ...], default: str) -> str:
+    def choice(
+        self,
+        arg: Any,
+        arg_name: str,
+        names: tuple[str, ...],
+        allowed: tuple[str, ...],
+        default: str,
+    ) -> str:
         if arg is not None:
             value = str(arg).strip().lower()
             if value in allowed:
@@ -365,16 +372,25 @@ def _signal(
         if lowered in _TRUE or lowered in _FALSE:
             insecure = lowered in _TRUE
         else:  # None: decided by the endpoint's scheme (http:// is insecure)
-            reader.problem(insecure_raw[0], insecure_raw[1], "insecure for http://, TLS for https://", "expected true or false")
+            reader.problem(
+                insecure_raw[0],
+                insecure_raw[1],
+                "insecure for http://, TLS for https://",
+                "expected true or false",
+            )
 
     allowed = _EXPORTERS[signal]
-    chosen = exporters_arg if exporters_arg is not None else reader.csv(None, (f"OTEL_{up}_EXPORTER",))
+    chosen = (
+        exporters_arg if exporters_arg is not None else reader.csv(None, (f"OTEL_{up}_EXPORTER",))
+    )
     exporters: list[str] = []
     for name in chosen if chosen is not None else ("otlp",):
         if name in allowed:
             exporters.append(name)
         else:
-            reader.problem(f"OTEL_{up}_EXPORTER", name, "otlp", f"expected one of {', '.join(allowed)}")
+            reader.problem(
+                f"OTEL_{up}_EXPORTER", name, "otlp", f"expected one of {', '.join(allowed)}"
+            )
             exporters.append("otlp")
     if "none" in exporters:
         exporters = []
@@ -425,7 +441,9 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
     strict = r.boolean(kwargs.get("strict"), "strict", ("PLATFORM_OTEL_STRICT",), False)
 
     resource_attrs = r.key_values(None, "", ("OTEL_RESOURCE_ATTRIBUTES",))
-    resource_attrs.update(r.key_values(kwargs.get("resource_attributes"), "resource_attributes", ()))
+    resource_attrs.update(
+        r.key_values(kwargs.get("resource_attributes"), "resource_attributes", ())
+    )
     service_name = (
         kwargs.get("service_name")
         or (r.raw("OTEL_SERVICE_NAME") or ("", ""))[1]
@@ -477,7 +495,12 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         if p in _PROPAGATORS:
             propagators.append(p)
         else:
-            r.problem("OTEL_PROPAGATORS", p, "skipped", f"unknown propagator; known: {', '.join(_PROPAGATORS)}")
+            r.problem(
+                "OTEL_PROPAGATORS",
+                p,
+                "skipped",
+                f"unknown propagator; known: {', '.join(_PROPAGATORS)}",
+            )
 
     def ms(name: str, default_ms: float) -> float:
         return r.number(None, "", (name,), default_ms, lo=0) / 1000.0
@@ -488,36 +511,67 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
     bsp_queue = count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
     bsp_batch = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
     if bsp_batch > bsp_queue:
-        r.problem("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", bsp_batch, bsp_queue, "larger than OTEL_BSP_MAX_QUEUE_SIZE")
+        r.problem(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            bsp_batch,
+            bsp_queue,
+            "larger than OTEL_BSP_MAX_QUEUE_SIZE",
+        )
         bsp_batch = bsp_queue
     blrp_queue = count("OTEL_BLRP_MAX_QUEUE_SIZE", 2048)
     blrp_batch = count("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512)
     if blrp_batch > blrp_queue:
-        r.problem("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", blrp_batch, blrp_queue, "larger than OTEL_BLRP_MAX_QUEUE_SIZE")
+        r.problem(
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+            blrp_batch,
+            blrp_queue,
+            "larger than OTEL_BLRP_MAX_QUEUE_SIZE",
+        )
         blrp_batch = blrp_queue
 
     prom_port: int | None = None
     prom_arg = kwargs.get("prometheus_port")
     if prom_arg is not None or r.raw("PLATFORM_OTEL_PROMETHEUS_PORT"):
-        port = r.number(prom_arg, "prometheus_port", ("PLATFORM_OTEL_PROMETHEUS_PORT",), -1, lo=0, hi=65535, integer=True)
+        port = r.number(
+            prom_arg,
+            "prometheus_port",
+            ("PLATFORM_OTEL_PROMETHEUS_PORT",),
+            -1,
+            lo=0,
+            hi=65535,
+            integer=True,
+        )
         prom_port = int(port) if port >= 0 else None
 
-    prom_host = (r.raw("PLATFORM_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST") or ("", "0.0.0.0"))[1]
+    prom_host = (
+        r.raw("PLATFORM_OTEL_PROMETHEUS_HOST", "OTEL_EXPORTER_PROMETHEUS_HOST") or ("", "0.0.0.0")
+    )[1]
     if prom_port is None and "prometheus" in signals["metrics"].exporters:
         # OTEL_METRICS_EXPORTER=prometheus: the spec's variables, default port 9464.
-        prom_port = int(r.number(None, "", ("OTEL_EXPORTER_PROMETHEUS_PORT",), 9464, lo=0, hi=65535, integer=True))
+        prom_port = int(
+            r.number(
+                None, "", ("OTEL_EXPORTER_PROMETHEUS_PORT",), 9464, lo=0, hi=65535, integer=True
+            )
+        )
 
     # Integrations: explicit list (instrument=) or all known; minus disable= and the OTel variable.
     wanted = r.csv(kwargs.get("instrument"), ("PLATFORM_OTEL_INSTRUMENT",))
     integrations = list(wanted) if wanted is not None else list(DEFAULT_INTEGRATIONS)
     for name in list(integrations):
         if name not in DEFAULT_INTEGRATIONS:
-            r.problem("instrument", name, "skipped", f"unknown integration; known: {', '.join(DEFAULT_INTEGRATIONS)}")
+            r.problem(
+                "instrument",
+                name,
+                "skipped",
+                f"unknown integration; known: {', '.join(DEFAULT_INTEGRATIONS)}",
+            )
             integrations.remove(name)
     disabled = set(r.csv(kwargs.get("disable"), ("PLATFORM_OTEL_DISABLE",)) or ())
     disabled |= set(r.csv(None, ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",)) or ())
 
-    log_format = r.choice(kwargs.get("log_format"), "log_format", ("PLATFORM_OTEL_LOG_FORMAT",), _LOG_FORMATS, "text")
+    log_format = r.choice(
+        kwargs.get("log_format"), "log_format", ("PLATFORM_OTEL_LOG_FORMAT",), _LOG_FORMATS, "text"
+    )
     log_level = r.choice(
         kwargs.get("log_level"),
         "log_level",
@@ -555,9 +609,15 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         metric_export_interval=max(ms("OTEL_METRIC_EXPORT_INTERVAL", 60000), 0.05),
         metric_export_timeout=ms("OTEL_METRIC_EXPORT_TIMEOUT", 30000),
         metrics_temporality=r.choice(
-            None, "", ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",), _TEMPORALITIES, "cumulative"
+            None,
+            "",
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+            _TEMPORALITIES,
+            "cumulative",
         ),
-        exemplar_filter=r.choice(None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"),
+        exemplar_filter=r.choice(
+            None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"
+        ),
         prometheus_port=prom_port,
         prometheus_host=prom_host,
         integrations=tuple(i for i in integrations if i not in disabled),
@@ -565,9 +625,15 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
         log_console=r.choice(
-            kwargs.get("log_console"), "log_console", ("PLATFORM_OTEL_LOG_CONSOLE",), ("auto", "always", "never"), "auto"
+            kwargs.get("log_console"),
+            "log_console",
+            ("PLATFORM_OTEL_LOG_CONSOLE",),
+            ("auto", "always", "never"),
+            "auto",
         ),  # type: ignore[arg-type]
-        log_export=r.boolean(kwargs.get("log_export"), "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True),
+        log_export=r.boolean(
+            kwargs.get("log_export"), "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True
+        ),
         capture_content=r.boolean(
             kwargs.get("capture_content"),
             "capture_content",
@@ -575,13 +641,21 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
             False,
         ),
         fastapi_impl=r.choice(
-            kwargs.get("fastapi_impl"), "fastapi_impl", ("PLATFORM_OTEL_FASTAPI_IMPL",), _FASTAPI_IMPLS, "lean"
+            kwargs.get("fastapi_impl"),
+            "fastapi_impl",
+            ("PLATFORM_OTEL_FASTAPI_IMPL",),
+            _FASTAPI_IMPLS,
+            "lean",
         ),  # type: ignore[arg-type]
         otlp_encoder=r.choice(
             None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "official"), "fast"
         ),  # type: ignore[arg-type]
         shutdown_timeout=r.number(
-            kwargs.get("shutdown_timeout"), "shutdown_timeout", ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",), 5.0, lo=0.0
+            kwargs.get("shutdown_timeout"),
+            "shutdown_timeout",
+            ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",),
+            5.0,
+            lo=0.0,
         ),
         sdk_disabled=sdk_disabled,
         strict=strict,

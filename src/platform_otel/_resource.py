@@ -40,7 +40,11 @@ def container_id() -> str | None:
         try:
             with open(path, encoding="utf-8") as f:
                 for line in f:
-                    if path.endswith("mountinfo") and "/containers/" not in line and "hostname" not in line:
+                    if (
+                        path.endswith("mountinfo")
+                        and "/containers/" not in line
+                        and "hostname" not in line
+                    ):
                         continue
                     match = _CONTAINER_ID.search(line)
                     if match:

@@ -91,7 +91,11 @@ class Telemetry:
             [
                 lambda: self.tracer_provider.force_flush(int(timeout * 1000)),
                 lambda: self.meter_provider.force_flush(int(timeout * 1000)),
-                lambda: self.logger_provider.force_flush(int(timeout * 1000)) if self.logger_provider else True,
+                lambda: (
+                    self.logger_provider.force_flush(int(timeout * 1000))
+                    if self.logger_provider
+                    else True
+                ),
             ],
             timeout,
         )
@@ -157,7 +161,10 @@ def _run_bounded(tasks: list[Callable[[], Any]], timeout: float) -> bool:
             results.append(False)
             report_internal_error("shutdown/flush")
 
-    threads = [threading.Thread(target=runner, args=(t,), daemon=True, name="platform-otel-flush") for t in tasks]
+    threads = [
+        threading.Thread(target=runner, args=(t,), daemon=True, name="platform-otel-flush")
+        for t in tasks
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + timeout
@@ -240,7 +247,9 @@ def _exemplar_filter(name: str) -> Any:
     )()
 
 
-def _start_prometheus(settings: Settings, problems: list[Any]) -> tuple[Any, Any, tuple[str, int] | None]:
+def _start_prometheus(
+    settings: Settings, problems: list[Any]
+) -> tuple[Any, Any, tuple[str, int] | None]:
     """Bind the scrape endpoint first, so a busy port is a config problem, not a crash."""
     if settings.prometheus_port is None:
         return None, None, None
@@ -344,7 +353,9 @@ def init(**kwargs: Any) -> Telemetry:
         for name in settings.integrations:
             telemetry.integrations.append(enable(name, ctx))
         for name in settings.disabled_integrations:
-            telemetry.integrations.append(IntegrationStatus(name, False, "disabled by configuration"))
+            telemetry.integrations.append(
+                IntegrationStatus(name, False, "disabled by configuration")
+            )
         return telemetry
 
 
@@ -376,11 +387,16 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
         if has_processors:
             span_exporters = []
     else:
-        tracer_provider = TracerProvider(resource=resource, sampler=_sampler(settings), shutdown_on_exit=False)
+        tracer_provider = TracerProvider(
+            resource=resource, sampler=_sampler(settings), shutdown_on_exit=False
+        )
         trace.set_tracer_provider(tracer_provider)
     for exp in span_exporters:
+        processor_class = (
+            _exporters.EncodingBatchSpanProcessor if exp.accepts_encoded else BatchSpanProcessor
+        )
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(
+            processor_class(
                 exp,  # type: ignore[arg-type]
                 max_queue_size=settings.bsp_max_queue_size,
                 schedule_delay_millis=settings.bsp_schedule_delay * 1000,
@@ -513,7 +529,9 @@ def _after_fork_in_child() -> None:
             refresh_after_fork(telemetry.resource)
             _push_identity(telemetry)
         _reset_metric_state(telemetry.meter_provider)
-        telemetry._prometheus_server = None  # its thread did not survive the fork; the port is the parent's
+        telemetry._prometheus_server = (
+            None  # its thread did not survive the fork; the port is the parent's
+        )
         import sys
 
         if "multiprocessing" in sys.modules:
@@ -541,7 +559,11 @@ def _push_identity(telemetry: Telemetry) -> None:
             "process.pid": telemetry.resource.attributes["process.pid"],
         }
     )
-    for provider in (telemetry.tracer_provider, telemetry.meter_provider, telemetry.logger_provider):
+    for provider in (
+        telemetry.tracer_provider,
+        telemetry.meter_provider,
+        telemetry.logger_provider,
+    ):
         update = getattr(provider, "_update_resource", None)
         if update is not None and telemetry.owns_providers:
             update(identity)

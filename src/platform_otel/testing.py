@@ -66,5 +66,7 @@ def capture(service_name: str = "test") -> Capture:
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+    meter_provider = MeterProvider(
+        metric_readers=[reader], resource=resource, shutdown_on_exit=False
+    )
     return Capture(tracer_provider, meter_provider, exporter, reader)

@@ -146,7 +146,9 @@ SDK_PARSED = [
 ]
 
 
-@pytest.mark.parametrize(("name", "bad", "used"), SDK_PARSED, ids=[f"{c[0]}={c[1]}" for c in SDK_PARSED])
+@pytest.mark.parametrize(
+    ("name", "bad", "used"), SDK_PARSED, ids=[f"{c[0]}={c[1]}" for c in SDK_PARSED]
+)
 def test_bad_value_of_a_variable_the_sdk_parses_still_exports(
     name: str, bad: str, used: str, otlp_grpc_receiver: OtlpReceiver
 ) -> None:

@@ -88,12 +88,22 @@ def _assert_per_worker_telemetry(
         log_pids = {
             lg.resource.get("process.pid") for lg in r.logs() if "handled by" in str(lg.body)
         }
+        # The server span and duration histogram (platform-otel's lean FastAPI path) too.
+        server_pids = {s.resource.get("process.pid") for s in r.spans() if s.name == "GET /work"}
         latest: dict[int, float] = {}
+        duration_pids = set()
         for p in r.metrics():
             if p.name == "forky.hits":
                 latest[p.resource["process.pid"]] = p.value  # type: ignore[assignment]
+            elif (
+                p.name == "http.server.request.duration"
+                and p.attributes.get("http.route") == "/work"
+            ):
+                duration_pids.add(p.resource.get("process.pid"))
         return (
             set(served) <= span_pids
+            and set(served) <= server_pids
+            and set(served) <= duration_pids
             and set(served) <= log_pids
             and all(latest.get(pid) == n for pid, n in served.items())
         )
@@ -132,6 +142,12 @@ def _assert_per_worker_telemetry(
     assert len(set(ids)) == len(ids), f"workers share a service.instance.id: {instance_ids}"
     if parent_pid is not None and parent_pid in instance_ids:
         assert not instance_ids[parent_pid] & set(ids), "a worker reuses the parent's instance id"
+    if parent_pid is not None:  # the parent served nothing: nothing of /work may carry its pid
+        assert not any(
+            s.resource.get("process.pid") == parent_pid
+            for s in receiver.spans()
+            if s.name == "GET /work"
+        ), "a worker's server span carries the parent's resource"
     for p in receiver.metrics():
         if p.name == "forky.hits" and p.resource.get("process.pid") in served:
             assert p.value is not None and p.value < PARENT_COUNT, (

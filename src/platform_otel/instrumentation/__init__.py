@@ -29,7 +29,16 @@ if TYPE_CHECKING:
 
     from .._config import Settings
 
-__all__ = ["REGISTRY", "InstrumentationContext", "IntegrationStatus", "active", "disable_all", "enable", "freeze", "status"]
+__all__ = [
+    "REGISTRY",
+    "InstrumentationContext",
+    "IntegrationStatus",
+    "active",
+    "disable_all",
+    "enable",
+    "freeze",
+    "status",
+]
 
 # name -> (module under platform_otel.instrumentation, import name of the library, deferred)
 # A deferred integration is enabled when the application imports the library (a post-import
@@ -116,7 +125,13 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
         module = importlib.import_module(f"{__name__}.{module_name}")
         reason = module.instrument(ctx)
         if reason:  # an integration may decline, e.g. an unsupported library version
-            log_once(f"decline:{name}", logging.WARNING, "platform-otel: %s integration disabled: %s", name, reason)
+            log_once(
+                f"decline:{name}",
+                logging.WARNING,
+                "platform-otel: %s integration disabled: %s",
+                name,
+                reason,
+            )
             _declined[name] = str(reason)
             return IntegrationStatus(name, False, str(reason))
         _active[name] = module
@@ -127,7 +142,9 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
 
 def _failed(name: str, exc: Exception) -> IntegrationStatus:
     report_internal_error(f"instrumentation {name}")
-    log_once(f"enable:{name}", logging.WARNING, "platform-otel: %s integration disabled: %r", name, exc)
+    log_once(
+        f"enable:{name}", logging.WARNING, "platform-otel: %s integration disabled: %r", name, exc
+    )
     _declined[name] = f"failed: {exc!r}"
     return IntegrationStatus(name, False, f"failed: {exc!r}")
 

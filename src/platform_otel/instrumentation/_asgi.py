@@ -40,6 +40,8 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from .._lean_metrics import LeanHistogram
+from .._lean_trace import LeanSpan, lean_tracer
 from .._safety import report_internal_error
 from .logging import EXCEPTION_SPAN_ATTR
 
@@ -79,6 +81,7 @@ SCOPE_KEY = "platform_otel.server_span"
 _KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
 )
+_DURATION_DESCRIPTION = "Duration of HTTP server requests."
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _ROOT_CONTEXT = Context()  # server spans take their parent from headers only
 _CACHE_LIMIT = 1024  # bound every per-value cache (hostile Host headers, odd routes)
@@ -127,15 +130,26 @@ class ServerTelemetry:
 
     def __init__(self, tracer: Tracer, meter: Meter) -> None:
         self.tracer = tracer
-        self.duration: Histogram = meter.create_histogram(
-            DURATION_METRIC,
-            unit="s",
-            description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        # SDK-compatible spans at a fraction of the SDK span's cost (_lean_trace); None
+        # with a tracer it cannot mirror, and then the tracer itself is used.
+        self._lean = lean_tracer(tracer)
+        # Pre-aggregated in place and merged into the SDK's collections (_lean_metrics);
+        # the SDK instrument where that would not be equivalent (views, delta readers).
+        self._lean_duration = LeanHistogram.create(
+            meter, DURATION_METRIC, "s", _DURATION_DESCRIPTION, DURATION_BUCKETS
         )
+        self.duration: Histogram | None = None
+        if self._lean_duration is None:
+            self.duration = meter.create_histogram(
+                DURATION_METRIC,
+                unit="s",
+                description=_DURATION_DESCRIPTION,
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            )
         self._hosts: dict[tuple[bytes, str], tuple[str | None, int | None]] = {}
         self._servers: dict[Any, tuple[str | None, int | None]] = {}
         self._metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._names: dict[tuple[str, str], str] = {}
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
 
@@ -173,11 +187,12 @@ class ServerTelemetry:
         return hit
 
     def _metric_attributes(
-        self, method: str, route: str | None, status: int, scheme: str, error: str | None
+        self, key: tuple[str, str | None, int, str, str | None]
     ) -> dict[str, Any]:
-        key = (method, route, status, scheme, error)
+        """Histogram attributes for (method, route, status, scheme, error), built once."""
         attrs = self._metric_attrs.get(key)
         if attrs is None:
+            method, route, status, scheme, error = key
             attrs = {HTTP_REQUEST_METHOD: method, URL_SCHEME: scheme}
             if route is not None:
                 attrs[HTTP_ROUTE] = route
@@ -188,6 +203,16 @@ class ServerTelemetry:
             if len(self._metric_attrs) < _CACHE_LIMIT:
                 self._metric_attrs[key] = attrs
         return attrs
+
+    def _span_name(self, method: str, route: str) -> str:
+        """``"{method} {route}"``, built once per pair."""
+        key = (method, route)
+        name = self._names.get(key)
+        if name is None:
+            name = f"{method} {route}"
+            if len(self._names) < _CACHE_LIMIT:
+                self._names[key] = name
+        return name
 
     # -- request lifecycle ----------------------------------------------------
 
@@ -232,9 +257,13 @@ class ServerTelemetry:
         if client and client[0]:
             attributes[CLIENT_ADDRESS] = client[0]
         span_method = "HTTP" if method == "_OTHER" else method
-        span = self.tracer.start_span(
-            span_method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-        )
+        lean = self._lean
+        if lean is not None:
+            span = lean.start_span(span_method, parent, SpanKind.SERVER, attributes)
+        else:
+            span = self.tracer.start_span(
+                span_method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return span, token, time.perf_counter(), method, span_method, scheme
 
@@ -268,7 +297,7 @@ class ServerTelemetry:
             if span.is_recording():
                 late: dict[str, Any] = {}
                 if route is not None:
-                    span.update_name(f"{span_method} {route}")
+                    span.update_name(self._span_name(span_method, route))
                     late[HTTP_ROUTE] = route
                 if status:
                     late[HTTP_RESPONSE_STATUS_CODE] = status
@@ -284,11 +313,17 @@ class ServerTelemetry:
                     else:
                         span.set_status(Status(StatusCode.ERROR))
                 if late:
-                    span.set_attributes(late)
+                    if type(span) is LeanSpan:
+                        span.set_trusted_attributes(late)  # values built here: no validation
+                    else:
+                        span.set_attributes(late)
             # Recorded while the span is current: exemplars point at this request.
-            self.duration.record(
-                elapsed, self._metric_attributes(method, route, status, scheme, error)
-            )
+            key = (method, route, status, scheme, error)
+            lean = self._lean_duration
+            if lean is not None:
+                lean.record(elapsed, key, self._metric_attributes(key), span.get_span_context())
+            elif self.duration is not None:
+                self.duration.record(elapsed, self._metric_attributes(key))
             span.end(end_time=end_ns)
         finally:
             otel_context.detach(token)

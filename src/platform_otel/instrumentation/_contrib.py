@@ -34,7 +34,9 @@ class ContribIntegration:
         if instrumentor.is_instrumented_by_opentelemetry:
             return None  # the app or opentelemetry-instrument already did it: never twice
         instrumentor.instrument(
-            tracer_provider=ctx.tracer_provider, meter_provider=ctx.meter_provider, skip_dep_check=True
+            tracer_provider=ctx.tracer_provider,
+            meter_provider=ctx.meter_provider,
+            skip_dep_check=True,
         )
         return None
 

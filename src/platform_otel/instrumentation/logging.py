@@ -30,6 +30,7 @@ from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
 from .._exporters import in_export
+from .._lean_logs import LeanLogEmitter
 from .._safety import report_internal_error
 
 if TYPE_CHECKING:
@@ -57,11 +58,20 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "otelTraceSampled",
     "otelServiceName",
     "color_message",  # uvicorn's colourised duplicate of the message
+    "_platform_otel_context",
+    "_otel_span_context",
 }
 _SKIP_EXPORT_PREFIXES = ("opentelemetry", "platform_otel")
 _MAX_EXTRA_ATTRIBUTES = 32
 _MAX_LOGGERS = 1024
-_SEVERITY = {logging.DEBUG: 5, logging.INFO: 9, logging.WARNING: 13, logging.ERROR: 17, logging.CRITICAL: 21}
+_SEVERITY = {
+    logging.DEBUG: 5,
+    logging.INFO: 9,
+    logging.WARNING: 13,
+    logging.ERROR: 17,
+    logging.CRITICAL: 21,
+}
+_CONTEXT_ATTR = "_platform_otel_context"  # the SpanContext the record was created in
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
 
@@ -70,6 +80,8 @@ class _State:
     service_name = "unknown_service"
     json_mode = False
     logger_provider: Any = None
+    lean: LeanLogEmitter | None = None
+    severities: dict[int, SeverityNumber] = {}
     otel_loggers: dict[str, Any] = {}
     old_factory: Any = None
     old_format: Any = None
@@ -81,10 +93,45 @@ class _State:
 _state = _State()
 
 
+def _current_span_getter() -> Any:
+    """``trace.get_current_span``, or a direct read of the context variable behind it.
+
+    The factory runs for every log record; with OpenTelemetry's default contextvars
+    runtime context, one ``ContextVar.get`` replaces four function calls.
+    """
+    try:
+        from opentelemetry.context import _RUNTIME_CONTEXT
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
+            var = _RUNTIME_CONTEXT._current_context
+            invalid = trace.INVALID_SPAN
+            span_type = trace.Span
+
+            def get_current_span() -> Any:
+                span = var.get().get(_SPAN_KEY)
+                return span if isinstance(span, span_type) else invalid
+
+            return get_current_span
+    except (ImportError, AttributeError):
+        pass
+    return trace.get_current_span
+
+
 def _install_factory() -> None:
     old = logging.getLogRecordFactory()
     _state.old_factory = old
-    get_current_span = trace.get_current_span
+    get_current_span = _current_span_getter()
+
+    invalid = {
+        "trace_id": _INVALID_TRACE,
+        "otelTraceID": _INVALID_TRACE,
+        "span_id": _INVALID_TRACE,
+        "otelSpanID": _INVALID_TRACE,
+        "trace_sampled": False,
+        "otelTraceSampled": False,
+    }
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = old(*args, **kwargs)
@@ -97,15 +144,26 @@ def _install_factory() -> None:
                 if tagged is not None:
                     ctx = tagged
                     record._otel_span_context = tagged
+            fields = record.__dict__
+            service = _state.service_name
             if ctx.is_valid:
-                record.trace_id = record.otelTraceID = format(ctx.trace_id, "032x")
-                record.span_id = record.otelSpanID = format(ctx.span_id, "016x")
-                record.trace_sampled = record.otelTraceSampled = ctx.trace_flags.sampled
+                trace_id = format(ctx.trace_id, "032x")
+                span_id = format(ctx.span_id, "016x")
+                sampled = ctx.trace_flags.sampled
+                fields.update(  # one C call instead of eight attribute stores: this runs per record
+                    trace_id=trace_id,
+                    otelTraceID=trace_id,
+                    span_id=span_id,
+                    otelSpanID=span_id,
+                    trace_sampled=sampled,
+                    otelTraceSampled=sampled,
+                    service_name=service,
+                    otelServiceName=service,
+                )
             else:
-                record.trace_id = record.otelTraceID = _INVALID_TRACE
-                record.span_id = record.otelSpanID = _INVALID_TRACE
-                record.trace_sampled = record.otelTraceSampled = False
-            record.service_name = record.otelServiceName = _state.service_name
+                fields.update(invalid)
+                fields["service_name"] = fields["otelServiceName"] = service
+            fields[_CONTEXT_ATTR] = ctx
         except Exception:
             report_internal_error("log record factory")
         return record
@@ -116,7 +174,8 @@ def _install_factory() -> None:
 
 def _json_line(record: logging.LogRecord) -> str:
     out: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
         "level": record.levelname,
         "logger": record.name,
         "message": _message(record),
@@ -128,7 +187,9 @@ def _json_line(record: logging.LogRecord) -> str:
         out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
     for key, value in record.__dict__.items():
         if key not in _RESERVED and not key.startswith("_") and key not in out:
-            out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+            out[key] = (
+                value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+            )
     return json.dumps(out, default=str)
 
 
@@ -169,19 +230,26 @@ def _otel_logger(name: str) -> Any:
     return lg
 
 
-_OTEL_HANDLER_MODULES = ("opentelemetry.sdk._logs._internal", "opentelemetry.instrumentation.logging.handler")
+_OTEL_HANDLER_MODULES = (
+    "opentelemetry.sdk._logs._internal",
+    "opentelemetry.instrumentation.logging.handler",
+)
 
 
 _handler_types: tuple[type, ...] = ()
+_modules_seen = -1  # len(sys.modules) when _handler_types was computed
 
 
 def _otel_handler_types() -> tuple[type, ...]:
-    """The LoggingHandler classes imported so far (looked up until both are found, then cached)."""
-    global _handler_types
-    if len(_handler_types) < len(_OTEL_HANDLER_MODULES):
+    """The LoggingHandler classes imported so far (recomputed only after new imports)."""
+    global _handler_types, _modules_seen
+    if len(sys.modules) != _modules_seen and len(_handler_types) < len(_OTEL_HANDLER_MODULES):
+        _modules_seen = len(sys.modules)
         _handler_types = tuple(
             cls
-            for cls in (getattr(sys.modules.get(m), "LoggingHandler", None) for m in _OTEL_HANDLER_MODULES)
+            for cls in (
+                getattr(sys.modules.get(m), "LoggingHandler", None) for m in _OTEL_HANDLER_MODULES
+            )
             if isinstance(cls, type)
         )
     return _handler_types
@@ -232,23 +300,53 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
         if exc is not None:
             attributes["exception.message"] = str(exc)
         attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc_type, exc, tb))
-    extras = 0
-    for key, value in record.__dict__.items():
-        if key in _RESERVED or key.startswith("_") or extras >= _MAX_EXTRA_ATTRIBUTES:
-            continue
-        if isinstance(value, (str, bool, int, float)):
-            attributes[key] = value
-            extras += 1
+    fields = record.__dict__
+    extra_keys = fields.keys() - _RESERVED  # set difference in C: usually only private keys remain
+    if extra_keys:
+        extras = 0
+        for key in [k for k in fields if k in extra_keys]:  # in the record's order
+            value = fields[key]
+            if key.startswith("_") or extras >= _MAX_EXTRA_ATTRIBUTES:
+                continue
+            if isinstance(value, (str, bool, int, float)):
+                attributes[key] = value
+                extras += 1
     levelno = record.levelno
-    severity = SeverityNumber(_SEVERITY.get(levelno) or min(24, max(1, levelno // 10 * 4 + 1)))
+    severity = _state.severities.get(levelno)
+    if severity is None:
+        severity = SeverityNumber(_SEVERITY.get(levelno) or min(24, max(1, levelno // 10 * 4 + 1)))
+        _state.severities[levelno] = severity
+    severity_text = _SEVERITY_TEXT.get(record.levelname, record.levelname)
+    # A handler's Formatter has just set record.message; format only if none did.
+    body = record.__dict__.get("message")
+    if body is None:
+        body = _message(record)
+    otel_logger = _otel_logger(record.name)
     tagged = record.__dict__.get("_otel_span_context")
-    _otel_logger(record.name).emit(
-        context=trace.set_span_in_context(trace.NonRecordingSpan(tagged)) if tagged is not None else None,
+    span_context = tagged if tagged is not None else record.__dict__.get(_CONTEXT_ATTR)
+    lean = _state.lean
+    if lean is not None and span_context is not None:
+        if lean.emit(
+            otel_logger,
+            timestamp=int(record.created * 1e9),
+            observed_timestamp=time.time_ns(),
+            span_context=span_context,
+            severity_number=severity,
+            severity_text=severity_text,
+            body=body,
+            attributes=attributes,
+        ):
+            return
+        _state.lean = None  # processors were added since init(): the SDK path from now on
+    otel_logger.emit(
+        context=trace.set_span_in_context(trace.NonRecordingSpan(tagged))
+        if tagged is not None
+        else None,
         timestamp=int(record.created * 1e9),
         observed_timestamp=time.time_ns(),
         severity_number=severity,
-        severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
-        body=_message(record),
+        severity_text=severity_text,
+        body=body,
         attributes=attributes,
     )
 
@@ -276,7 +374,9 @@ def _install_console(mode: str, level: str) -> None:
     handler._platform_otel = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     _state.console_handler = handler
-    if root.level == logging.WARNING:  # Python's default: make INFO visible, as basicConfig users expect
+    if (
+        root.level == logging.WARNING
+    ):  # Python's default: make INFO visible, as basicConfig users expect
         _state.old_root_level = root.level
         root.setLevel(level)
 
@@ -289,6 +389,10 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     _state.json_mode = settings.log_format == "json"
     _state.logger_provider = ctx.logger_provider
     _state.otel_loggers = {}
+    _state.severities = {}
+    _state.lean = (
+        LeanLogEmitter.create(ctx.logger_provider) if ctx.logger_provider is not None else None
+    )
     _install_factory()
     _install_format()
     if ctx.logger_provider is not None:
