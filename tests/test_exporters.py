@@ -105,3 +105,23 @@ def test_one_warning_per_endpoint_across_signals(caplog: pytest.LogCaptureFixtur
         logs.export([1])
         spans.export([1])
     assert sum("shared-endpoint" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs", "metrics"])
+def test_grpc_exporters_reconnect_quickly_and_keep_no_self_metrics(signal: str) -> None:
+    """After a collector outage gRPC retries within 5 s (its default backoff grows to 120 s)."""
+    from platform_otel._config import load_settings
+    from platform_otel._exporters import make_exporters
+
+    settings = load_settings(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    )
+    [exporter] = make_exporters(signal, settings)
+    assert exporter.accepts_encoded is (signal != "metrics")
+    inner = exporter._get_inner()
+    try:
+        options = dict(inner._channel_options)
+        assert options["grpc.max_reconnect_backoff_ms"] == 5000
+        assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
+    finally:
+        inner.shutdown()

@@ -379,6 +379,21 @@ def _temporality(preference: str) -> dict[type, AggregationTemporality]:
     return {}
 
 
+def _init_parameters(cls: Any) -> set[str]:
+    """Named ``__init__`` parameters, looking through subclasses that only pass ``*args, **kwargs``."""
+    import inspect
+
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters
+        named = {n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if named - {"self"}:
+            return named
+    return set()
+
+
 def _new(cls: Any, kwargs: dict[str, Any]) -> Any:
     """Construct an OTLP exporter without its self-observability metrics.
 
@@ -387,13 +402,22 @@ def _new(cls: Any, kwargs: dict[str, Any]) -> Any:
     not provide a Meter"), and their metrics are off unless the SDK's internal
     metrics flag is set anyway.
     """
-    import inspect
-
-    if "meter_provider" in inspect.signature(cls.__init__).parameters:
+    parameters = _init_parameters(cls)
+    if "meter_provider" in parameters:
         from opentelemetry.metrics import NoOpMeterProvider
 
         kwargs = {**kwargs, "meter_provider": NoOpMeterProvider()}
+    if "channel_options" in kwargs and "channel_options" not in parameters:
+        kwargs = {k: v for k, v in kwargs.items() if k != "channel_options"}  # older exporters
     return cls(**kwargs)
+
+
+# Reconnect within 5 s of the collector coming back (gRPC's default backoff reaches 120 s).
+_GRPC_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+)
 
 
 def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callable[[], Any]:
@@ -423,6 +447,9 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
             if insecure is None:
                 insecure = cfg.endpoint.startswith("http://")
             kwargs["insecure"] = insecure
+            # gRPC's reconnect backoff grows to 120 s: after a minute-long collector outage the
+            # channel may wait that long before trying again and lose everything meanwhile.
+            kwargs["channel_options"] = _GRPC_CHANNEL_OPTIONS
             if signal == "traces":
                 if fast:
                     from ._otlp_fast import FastOTLPSpanExporter as OTLPSpanExporter
