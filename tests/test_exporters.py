@@ -114,7 +114,10 @@ def test_grpc_exporters_reconnect_quickly_and_keep_no_self_metrics(signal: str) 
     from platform_otel._exporters import make_exporters
 
     settings = load_settings(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        }
     )
     [exporter] = make_exporters(signal, settings)
     assert exporter.accepts_encoded is (signal != "metrics")

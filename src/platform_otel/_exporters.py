@@ -388,7 +388,9 @@ def _init_parameters(cls: Any) -> set[str]:
         if init is None:
             continue
         parameters = inspect.signature(init).parameters
-        named = {n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        named = {
+            n for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
         if named - {"self"}:
             return named
     return set()
