@@ -131,6 +131,7 @@ class Settings:
     log_level: str
     log_console: Literal["auto", "always", "never"]
     log_export: bool
+    log_export_access: bool
     capture_content: bool
     fastapi_impl: Literal["lean", "official", "native"]
     otlp_encoder: Literal["fast", "official"]
@@ -633,6 +634,12 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),  # type: ignore[arg-type]
         log_export=r.boolean(
             kwargs.get("log_export"), "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True
+        ),
+        log_export_access=r.boolean(
+            kwargs.get("log_export_access"),
+            "log_export_access",
+            ("PLATFORM_OTEL_LOG_EXPORT_ACCESS",),
+            False,
         ),
         capture_content=r.boolean(
             kwargs.get("capture_content"),

@@ -38,10 +38,15 @@ TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN = "b7ad6b7169203331"
 
 
+@pytest.mark.parametrize("export_access", [False, True], ids=["default", "export-access"])
 def test_uvicorn_access_line_carries_incoming_trace_id(
-    otlp_grpc_receiver: OtlpReceiver, tmp_path: Path
+    otlp_grpc_receiver: OtlpReceiver, tmp_path: Path, export_access: bool
 ) -> None:
-    """A request with a traceparent: uvicorn's access line (console and OTLP) and the handler's log carry that trace id."""
+    """A request with a traceparent: uvicorn's access line and the handler's log carry that trace id.
+
+    Over OTLP the handler's record is exported; the access line only with
+    PLATFORM_OTEL_LOG_EXPORT_ACCESS=true (by default the server span carries its facts).
+    """
     (tmp_path / "web_app.py").write_text(APP, encoding="utf-8")
     port = free_port()
     argv = [
@@ -56,9 +61,10 @@ def test_uvicorn_access_line_carries_incoming_trace_id(
         "--app-dir",
         str(tmp_path),
     ]
-    with start_process(
-        argv, otel_env(otlp_grpc_receiver, service_name="web"), cwd=tmp_path
-    ) as server:
+    env = otel_env(otlp_grpc_receiver, service_name="web")
+    if export_access:
+        env["PLATFORM_OTEL_LOG_EXPORT_ACCESS"] = "true"
+    with start_process(argv, env, cwd=tmp_path) as server:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         status, _ = http_get(
             f"http://127.0.0.1:{port}/hello",
@@ -68,10 +74,15 @@ def test_uvicorn_access_line_carries_incoming_trace_id(
         spans = otlp_grpc_receiver.wait_for(
             lambda r: [s for s in r.spans() if s.trace_id == TRACE_ID and s.kind == "SERVER"], 10
         )
-        access = otlp_grpc_receiver.wait_for(
-            lambda r: [lg for lg in r.logs() if "GET /hello" in str(lg.body)], 10
+        handler_records = otlp_grpc_receiver.wait_for(
+            lambda r: [lg for lg in r.logs() if "in handler" in str(lg.body)], 10
         )
+        if export_access:
+            otlp_grpc_receiver.wait_for(
+                lambda r: [lg for lg in r.logs() if "GET /hello" in str(lg.body)], 10
+            )
         server.stop()
+    access = [lg for lg in otlp_grpc_receiver.logs() if "GET /hello" in str(lg.body)]
 
     lines = [line for line in server.output.splitlines() if "GET /hello" in line]
     assert len(lines) == 1, f"expected one access line for /hello:\n{server}"
@@ -85,6 +96,10 @@ def test_uvicorn_access_line_carries_incoming_trace_id(
     handler = [line for line in server.output.splitlines() if "in handler" in line]
     assert len(handler) == 1 and f"trace_id={TRACE_ID}" in handler[0], str(server)
 
+    assert handler_records[0].trace_id == TRACE_ID
+    if not export_access:
+        assert access == [], "access line exported although its server span was"
+        return
     assert len(access) == 1, f"access line exported {len(access)} times"
     assert access[0].trace_id == TRACE_ID and access[0].span_id == server_span.span_id
     assert access[0].scope == "uvicorn.access"
