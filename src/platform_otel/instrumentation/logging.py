@@ -337,30 +337,22 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
     tagged = record.__dict__.get("_otel_span_context")
     span_context = tagged if tagged is not None else record.__dict__.get(_CONTEXT_ATTR)
     lean = _state.lean
+    fields = {
+        "timestamp": int(record.created * 1e9),
+        "observed_timestamp": time.time_ns(),
+        "severity_number": severity,
+        "severity_text": severity_text,
+        "body": body,
+        "attributes": attributes,
+    }
     if lean is not None and span_context is not None:
-        if lean.emit(
-            otel_logger,
-            timestamp=int(record.created * 1e9),
-            observed_timestamp=time.time_ns(),
-            span_context=span_context,
-            severity_number=severity,
-            severity_text=severity_text,
-            body=body,
-            attributes=attributes,
-        ):
+        if lean.emit(otel_logger, span_context=span_context, **fields):
             return
         _state.lean = None  # processors were added since init(): the SDK path from now on
-    otel_logger.emit(
-        context=trace.set_span_in_context(trace.NonRecordingSpan(tagged))
-        if tagged is not None
-        else None,
-        timestamp=int(record.created * 1e9),
-        observed_timestamp=time.time_ns(),
-        severity_number=severity,
-        severity_text=severity_text,
-        body=body,
-        attributes=attributes,
+    context = (
+        trace.set_span_in_context(trace.NonRecordingSpan(tagged)) if tagged is not None else None
     )
+    otel_logger.emit(context=context, **fields)
 
 
 def _install_export() -> None:
