@@ -205,23 +205,42 @@ _pack_times = struct.Struct("<BQBQ").pack  # start_time (field 7) and end_time (
 _STATUS_UNSET = b"\x7a\x00"
 
 
+def _ids(ctx: Any, parent: Any) -> list[bytes]:
+    """The Span fields trace_id, span_id, trace_state and parent_span_id."""
+    parts = [
+        b"\x0a\x10"
+        + ctx.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + ctx.span_id.to_bytes(8, "big")
+    ]
+    trace_state = ctx.trace_state
+    if trace_state:
+        parts.append(_str(0x1A, ",".join(f"{k}={v}" for k, v in trace_state.items())))
+    if parent:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    return parts
+
+
+def _events_and_links(
+    parts: list[bytes], events: Any, dropped_events: int, links: Any, dropped_links: int
+) -> None:
+    """The Span fields events, dropped_events_count, links and dropped_links_count."""
+    if events:
+        parts.extend(_event(event) for event in events)
+    if dropped_events:
+        parts.append(b"\x60" + _varint(dropped_events))
+    if links:
+        parts.extend(_link(link) for link in links)
+    if dropped_links:
+        parts.append(b"\x70" + _varint(dropped_links))
+
+
 def _lean_span(span: Any) -> bytes:
     """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes)."""
     d = span.__dict__
     ctx = d["_context"]
     parent = d["_parent"]
-    head = (
-        b"\x0a\x10"
-        + ctx.trace_id.to_bytes(16, "big")
-        + b"\x12\x08"
-        + ctx.span_id.to_bytes(8, "big")
-    )
-    parts = [head]
-    trace_state = ctx.trace_state
-    if trace_state:
-        parts.append(_str(0x1A, ",".join(f"{k}={v}" for k, v in trace_state.items())))
-    if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    parts = _ids(ctx, parent)
     name = d["_name"]
     if name:
         parts.append(_str(0x2A, name))
@@ -231,16 +250,10 @@ def _lean_span(span: Any) -> bytes:
     dropped = span._dropped_attributes
     if dropped:
         parts.append(b"\x50" + _varint(dropped))
-    events = span._events
-    if events:
-        parts.extend(_event(event) for event in events)
-    if span._dropped_events:
-        parts.append(b"\x60" + _varint(span._dropped_events))
-    links = span._links
-    if links:
-        parts.extend(_link(link) for link in links)
-    if span._dropped_links:
-        parts.append(b"\x70" + _varint(span._dropped_links))
+    if span._events or span._links or span._dropped_events or span._dropped_links:
+        _events_and_links(
+            parts, span._events, span._dropped_events, span._links, span._dropped_links
+        )
     status = span._status
     parts.append(
         _status(status) if status.description or status.status_code._value_ else _STATUS_UNSET
@@ -254,17 +267,7 @@ def _span(span: Any) -> bytes:
         return _lean_span(span)
     ctx = span.get_span_context()
     parent = span.parent
-    parts = [
-        b"\x0a\x10"
-        + ctx.trace_id.to_bytes(16, "big")
-        + b"\x12\x08"
-        + ctx.span_id.to_bytes(8, "big")
-    ]
-    trace_state = ctx.trace_state
-    if trace_state:
-        parts.append(_str(0x1A, ",".join(f"{k}={v}" for k, v in trace_state.items())))
-    if parent:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    parts = _ids(ctx, parent)
     name = span.name
     if name:
         parts.append(_str(0x2A, name))
@@ -280,16 +283,7 @@ def _span(span: Any) -> bytes:
     parts.append(_cached_attributes(0x4A, span.attributes))
     if span.dropped_attributes:
         parts.append(b"\x50" + _varint(span.dropped_attributes))
-    events = span.events
-    if events:
-        parts.extend(_event(event) for event in events)
-    if span.dropped_events:
-        parts.append(b"\x60" + _varint(span.dropped_events))
-    links = span.links
-    if links:
-        parts.extend(_link(link) for link in links)
-    if span.dropped_links:
-        parts.append(b"\x70" + _varint(span.dropped_links))
+    _events_and_links(parts, span.events, span.dropped_events, span.links, span.dropped_links)
     status = span.status
     if status is not None and (status.description or status.status_code.value):
         parts.append(_status(status))
