@@ -278,14 +278,19 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
     def on_end(self, span: Any) -> None:
         if not (span.context and span.context.trace_flags.sampled):
             return
-        try:
-            item: Any = _otlp_fast.encode_span(span)
-        except Exception:  # the exporter encodes a raw span the ordinary way
-            from ._safety import report_internal_error
+        self._batch_processor.emit(encode_at_end(span))
 
-            report_internal_error("encoding a span at end")
-            item = span
-        self._batch_processor.emit(item)
+
+def encode_at_end(span: Any) -> Any:
+    """The ended span as ``_otlp_fast.Encoded``; the span itself if encoding fails (reported
+    once), which the exporter then encodes the ordinary way."""
+    try:
+        return _otlp_fast.encode_span(span)
+    except Exception:
+        from ._safety import report_internal_error
+
+        report_internal_error("encoding a span at end")
+        return span
 
 
 class ResilientSpanExporter(ResilientExporter, SpanExporter):
@@ -540,8 +545,9 @@ def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
                 _otlp_factory(signal, cfg, fast),
                 f"{parsed.scheme}://{parsed.netloc} ({cfg.protocol})",
             )
+            encoded = fast and cfg.protocol == "grpc"  # the factory builds _otlp_fast's exporter
         elif name == "console":
-            factory, target = _console_factory(signal), "console"
+            factory, target, encoded = _console_factory(signal), "console", False
         else:
             continue
         if signal == "metrics":
@@ -549,6 +555,5 @@ def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
                 ResilientMetricExporter(signal, target, factory, settings.metrics_temporality)
             )
         else:
-            encoded = name == "otlp" and cfg.protocol == "grpc" and settings.otlp_encoder == "fast"
             out.append(_CLASSES[signal](signal, target, factory, encoded))
     return out

@@ -64,7 +64,6 @@ _FLAGS = {
 }
 _SCALARS = (str, bool, int, float)
 _getrandbits = random.getrandbits
-_encode_span: Any = None  # _otlp_fast.encode_span, bound when a tracer first needs it
 
 
 def _clean(key: str, value: Any, max_len: int | None) -> Any:
@@ -170,22 +169,6 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         for key, value in attributes.items():
             self.set_attribute(key, value)
 
-    def set_trusted_attributes(self, attributes: Mapping[str, Any]) -> None:
-        """Set attributes whose values the caller built as valid scalars (no validation)."""
-        if self._end_time is not None:
-            return
-        current = self._attributes
-        limit = self._tracer.max_attributes
-        if len(current) + len(attributes) <= limit:
-            current.update(attributes)
-            return
-        for key, value in attributes.items():
-            if key not in current and len(current) >= limit:
-                self._evict_oldest_attribute()
-                if limit <= 0:
-                    continue
-            current[key] = value
-
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
@@ -279,7 +262,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context.trace_flags.sampled:
-                tracer.direct_queue.emit(_encode(self))
+                tracer.direct_queue.emit(tracer.encode(self))
             return
         processor._on_ending(self)
         processor.on_end(self)  # no copy: nothing changes a span once it has ended
@@ -318,6 +301,9 @@ class LeanTracer:
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
+        from ._exporters import encode_at_end
+
+        self.encode = encode_at_end
         self._random_ids = type(self.id_generator) is RandomIdGenerator
 
     def start_span(
@@ -383,11 +369,8 @@ class LeanTracer:
 
 def _direct_queue(processor: Any) -> tuple[Any, Any]:
     """(processors tuple, batch queue) when the only span processor encodes at end, else (None, None)."""
-    global _encode_span
     from ._exporters import EncodingBatchSpanProcessor
-    from ._otlp_fast import encode_span
 
-    _encode_span = encode_span
     processors = getattr(processor, "_span_processors", None)
     if (
         isinstance(processors, tuple)
@@ -397,17 +380,6 @@ def _direct_queue(processor: Any) -> tuple[Any, Any]:
     ):
         return processors, processors[0]._batch_processor
     return None, None
-
-
-def _encode(span: LeanSpan) -> Any:
-    """The span as ``_otlp_fast.Encoded``; the span itself if encoding fails (reported once)."""
-    try:
-        return _encode_span(span)
-    except Exception:
-        from ._safety import report_internal_error
-
-        report_internal_error("encoding a span at end")
-        return span
 
 
 def _random_id(bits: int) -> int:

@@ -41,7 +41,7 @@ from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from .._lean_metrics import LeanHistogram
-from .._lean_trace import LeanSpan, lean_tracer
+from .._lean_trace import lean_tracer
 from .._safety import report_internal_error
 from .logging import EXCEPTION_SPAN_ATTR
 
@@ -313,10 +313,7 @@ class ServerTelemetry:
                     else:
                         span.set_status(Status(StatusCode.ERROR))
                 if late:
-                    if type(span) is LeanSpan:
-                        span.set_trusted_attributes(late)  # values built here: no validation
-                    else:
-                        span.set_attributes(late)
+                    span.set_attributes(late)
             # Recorded while the span is current: exemplars point at this request.
             key = (method, route, status, scheme, error)
             lean = self._lean_duration

@@ -96,36 +96,10 @@ class _State:
 _state = _State()
 
 
-def _current_span_getter() -> Any:
-    """``trace.get_current_span``, or a direct read of the context variable behind it.
-
-    The factory runs for every log record; with OpenTelemetry's default contextvars
-    runtime context, one ``ContextVar.get`` replaces four function calls.
-    """
-    try:
-        from opentelemetry.context import _RUNTIME_CONTEXT
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-        from opentelemetry.trace.propagation import _SPAN_KEY
-
-        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
-            var = _RUNTIME_CONTEXT._current_context
-            invalid = trace.INVALID_SPAN
-            span_type = trace.Span
-
-            def get_current_span() -> Any:
-                span = var.get().get(_SPAN_KEY)
-                return span if isinstance(span, span_type) else invalid
-
-            return get_current_span
-    except (ImportError, AttributeError):
-        pass
-    return trace.get_current_span
-
-
 def _install_factory() -> None:
     old = logging.getLogRecordFactory()
     _state.old_factory = old
-    get_current_span = _current_span_getter()
+    get_current_span = trace.get_current_span
 
     invalid = {
         "trace_id": _INVALID_TRACE,
@@ -335,7 +309,7 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
         body = _message(record)
     otel_logger = _otel_logger(record.name)
     tagged = record.__dict__.get("_otel_span_context")
-    span_context = tagged if tagged is not None else record.__dict__.get(_CONTEXT_ATTR)
+    span_context = record.__dict__.get(_CONTEXT_ATTR)  # the factory's; the tagged one if any
     lean = _state.lean
     fields = {
         "timestamp": int(record.created * 1e9),
