@@ -25,13 +25,18 @@ _BIN = Path(PYTHON).parent
 CASES: list[tuple[str, str, bool]] = [
     ("uninstrumented", "none", False),
     ("platform_otel.init()", "platform", False),
+    (
+        "platform_otel.init(), pure-Python encoder (no C extension)",
+        "platform-python-encoder",
+        False,
+    ),
     ("platform_otel.init(), official OTLP encoder", "platform-official-encoder", False),
     ("breakdown: lean path, no-op providers (platform-otel's own code)", "lean-noop", False),
     ("breakdown: lean path, lean span + histogram, nothing exported", "lean-sdk-only", False),
     ("official: opentelemetry-instrument", "none", True),
     ("official: FastAPIInstrumentor(exclude_spans)", "official-app", False),
 ]
-ACCESS_LOG_CASES = CASES[:3]  # the access-log scenario: baseline and ours
+ACCESS_LOG_CASES = CASES[:4]  # the access-log scenario: baseline and ours
 
 
 def _one(mode: str, wrapper: bool, n: int, endpoint: str, access_log: bool) -> dict[str, Any]:

@@ -7,8 +7,8 @@ median of the same run:
 * uninstrumented;
 * ``platform_otel.init()`` (server span, duration histogram, log correlation,
   OTLP/gRPC export to a live local sink);
-* the same with ``platform_otel._otlp_fast``'s exporters swapped in (what
-  wiring them into ``init()`` gives);
+* the same with the pure-Python wire encoder (``PLATFORM_OTEL_OTLP_ENCODER=python``,
+  what an install without a C compiler gets) and with the official OTLP encoder;
 * the same with head sampling at 10% (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
   ``OTEL_TRACES_SAMPLER_ARG=0.1``): a configuration, not equivalent telemetry;
 * ``opentelemetry-instrument`` (official zero-code, OTLP/gRPC traces, metrics and
@@ -37,6 +37,11 @@ __all__ = ["CASES", "run"]
 CASES: list[tuple[str, str, bool]] = [
     ("uninstrumented", "none", False),
     ("platform_otel.init()", "platform", False),
+    (
+        "platform_otel.init(), pure-Python encoder (no C extension)",
+        "platform-python-encoder",
+        False,
+    ),
     ("platform_otel.init(), official OTLP encoder", "platform-official-encoder", False),
     ("platform_otel.init(), 10% of traces sampled (histogram: all)", "platform-sampled", False),
     ("official: opentelemetry-instrument", "none", True),

@@ -5,6 +5,8 @@ Modes (env ``BENCH_MODE``):
 * ``none``: no telemetry at all (the baseline);
 * ``platform``: ``platform_otel.init()`` called after the app is created, so the
   "app created before init()" path is the one measured;
+* ``platform-python-encoder``: ``platform`` with ``PLATFORM_OTEL_OTLP_ENCODER=python``
+  (the pure-Python wire encoder, without the optional C extension);
 * ``platform-official-encoder``: ``platform`` with ``PLATFORM_OTEL_OTLP_ENCODER=official``
   (the official OTLP encoder instead of ``platform_otel._otlp_fast``);
 * ``<mode>-sampled``: ``<mode>`` with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
@@ -95,6 +97,11 @@ if MODE.endswith("-sampled"):
     os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     os.environ.setdefault("OTEL_TRACES_SAMPLER_ARG", "0.1")
     MODE = MODE.removesuffix("-sampled")
+
+if MODE == "platform-python-encoder":
+    # init() with the pure-Python wire encoder (what an install without a C compiler gets).
+    os.environ["PLATFORM_OTEL_OTLP_ENCODER"] = "python"
+    MODE = "platform"
 
 if MODE == "platform-official-encoder":
     # init() with the official OTLP encoder instead of platform_otel._otlp_fast.

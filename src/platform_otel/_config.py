@@ -134,7 +134,7 @@ class Settings:
     log_export_access: bool
     capture_content: bool
     fastapi_impl: Literal["lean", "official", "native"]
-    otlp_encoder: Literal["fast", "official"]
+    otlp_encoder: Literal["fast", "python", "official"]
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
@@ -655,7 +655,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
             "lean",
         ),  # type: ignore[arg-type]
         otlp_encoder=r.choice(
-            None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "official"), "fast"
+            None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "python", "official"), "fast"
         ),  # type: ignore[arg-type]
         shutdown_timeout=r.number(
             kwargs.get("shutdown_timeout"),

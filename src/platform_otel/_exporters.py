@@ -540,7 +540,9 @@ def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
         if name == "otlp":
             # Outages are reported per collector (scheme://host:port), not per signal path.
             parsed = urllib.parse.urlsplit(cfg.endpoint)
-            fast = settings.otlp_encoder == "fast"
+            fast = settings.otlp_encoder != "official"
+            if fast:  # "fast": with the C encoder when it was built; "python": without it
+                _otlp_fast.use_speedups(settings.otlp_encoder == "fast")
             factory, target = (
                 _otlp_factory(signal, cfg, fast),
                 f"{parsed.scheme}://{parsed.netloc} ({cfg.protocol})",

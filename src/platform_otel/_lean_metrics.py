@@ -175,7 +175,7 @@ class LeanHistogram:
         index = bisect_left(self._bounds, amount)
         exemplar = None
         if self._always_exemplar or (
-            self._trace_exemplar and span_context is not None and span_context.trace_flags & 1
+            self._trace_exemplar and span_context is not None and span_context[3] & 1  # sampled
         ):
             exemplar = (amount, time_ns(), span_context)
         with self._lock:

@@ -261,7 +261,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if tracer.direct_queue is not None and processor._span_processors is tracer.direct_for:
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
-            if self._context.trace_flags.sampled:
+            if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
                 tracer.direct_queue.emit(tracer.encode(self))
             return
         processor._on_ending(self)
@@ -328,7 +328,9 @@ class LeanTracer:
         if parent is None or not parent.is_valid:
             parent = None
             trace_id = (
-                _random_id(128) if self._random_ids else self.id_generator.generate_trace_id()
+                (_getrandbits(128) or _random_id(128))
+                if self._random_ids
+                else self.id_generator.generate_trace_id()
             )
         else:
             trace_id = parent.trace_id
@@ -350,7 +352,11 @@ class LeanTracer:
         else:
             random_trace = parent.trace_flags.random_trace_id
         flags = _FLAGS[bool(sampled), bool(random_trace)]  # None (dropped) is not sampled
-        span_id = _random_id(64) if self._random_ids else self.id_generator.generate_span_id()
+        span_id = (
+            (_getrandbits(64) or _random_id(64))
+            if self._random_ids
+            else self.id_generator.generate_span_id()
+        )
         span_context = SpanContext(trace_id, span_id, False, flags, trace_state)
         if sampled is None:
             return trace_api.NonRecordingSpan(span_context)
@@ -363,7 +369,9 @@ class LeanTracer:
             attributes,
             start_time if start_time is not None else time_ns(),
         )
-        self.processor.on_start(span, parent_context=context)
+        if self.direct_queue is None or self.processor._span_processors is not self.direct_for:
+            # (The encoding batch processor, when it is the only one, does nothing on start.)
+            self.processor.on_start(span, parent_context=context)
         return span
 
 

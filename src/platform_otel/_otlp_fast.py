@@ -32,6 +32,7 @@ __all__ = [
     "encode_logs_request",
     "encode_span",
     "encode_spans_request",
+    "use_speedups",
 ]
 
 if TYPE_CHECKING:  # built lazily by __getattr__ (they need grpc)
@@ -39,6 +40,28 @@ if TYPE_CHECKING:  # built lazily by __getattr__ (they need grpc)
     FastOTLPLogExporter: type
 
 _CACHE_LIMIT = 8192
+
+
+def _load_c_encoder() -> Any:
+    """``_speedups.span_message`` when the optional C extension was built, else None."""
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups.span_message
+
+
+# The optional C encoder (``_speedups.c``): the same bytes for the common span, in one buffer.
+_c_span_message: Any = _load_c_encoder()
+
+
+def use_speedups(enabled: bool) -> bool:
+    """Turn the C encoder on or off (``PLATFORM_OTEL_OTLP_ENCODER=python``); True if it is on."""
+    global _c_span_message
+    _c_span_message = _load_c_encoder() if enabled else None
+    return _c_span_message is not None
+
+
 _kv_cache: dict[tuple[int, str, type, Any], bytes] = {}
 _obj_cache: dict[int, tuple[object, bytes]] = {}
 # (key, value) -> encoded KeyValue field, per field tag, for str values
@@ -49,6 +72,7 @@ _str_cache: dict[int, dict[tuple[str, str], bytes]] = {
     0x1A: {},
     0x22: {},
 }  # id -> (object kept alive, encoding)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
@@ -110,6 +134,9 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _str(0x0A, value)
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            # Not representable in OTLP's int64: the official encoder drops the attribute.
+            raise ValueError(f"integer attribute value out of int64 range: {value}")
         return b"\x18" + _varint(value)
     if isinstance(value, float):
         return b"\x21" + _pack_double(value)
@@ -146,17 +173,27 @@ def _cached_attributes(tag: int, attributes: Mapping[str, Any] | None) -> bytes:
                 enc = _ld(tag, _key_value(key, value))
                 if len(str_cache) < _CACHE_LIMIT:
                     str_cache[(key, value)] = enc
-        elif isinstance(value, (int, float, bool)):  # 1 == 1.0 == True: the type is part of the key
-            ck = (tag, key, type(value), value)
-            enc = _kv_cache.get(ck)
-            if enc is None:
-                enc = _ld(tag, _key_value(key, value))
-                if len(_kv_cache) < _CACHE_LIMIT:
-                    _kv_cache[ck] = enc
         else:
-            enc = _ld(tag, _key_value(key, value))
+            enc = _other_attribute(tag, key, value)
         append(enc)
     return b"".join(parts)
+
+
+def _other_attribute(tag: int, key: str, value: Any) -> bytes:
+    """A non-str attribute; nothing for a value OTLP cannot carry (as the official encoder)."""
+    cacheable = isinstance(value, (int, float, bool))
+    if cacheable:  # 1 == 1.0 == True: the type is part of the key
+        ck = (tag, key, type(value), value)
+        enc = _kv_cache.get(ck)
+        if enc is not None:
+            return enc
+    try:
+        enc = _ld(tag, _key_value(key, value))
+    except (TypeError, ValueError):
+        return b""
+    if cacheable and len(_kv_cache) < _CACHE_LIMIT:
+        _kv_cache[ck] = enc
+    return enc
 
 
 def _cached(obj: object, build: Any) -> bytes:
@@ -186,7 +223,10 @@ def _scope(scope: Any) -> bytes:
 def _attributes_plain(tag: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    return b"".join(_ld(tag, _key_value(k, v)) for k, v in attributes.items())
+    return b"".join(
+        _ld(tag, _key_value(k, v)) if type(v) is str else _other_attribute(tag, k, v)
+        for k, v in attributes.items()
+    )
 
 
 def _status(status: Any) -> bytes:
@@ -221,10 +261,23 @@ def _ids(ctx: Any, parent: Any) -> list[bytes]:
     return parts
 
 
-def _events_and_links(
-    parts: list[bytes], events: Any, dropped_events: int, links: Any, dropped_links: int
-) -> None:
-    """The Span fields events, dropped_events_count, links and dropped_links_count."""
+def _tail(
+    dropped_attributes: int,
+    events: Any,
+    dropped_events: int,
+    links: Any,
+    dropped_links: int,
+    status: Any,
+) -> bytes:
+    """The Span fields between attributes and flags: dropped counts, events, links, status."""
+    if not (dropped_attributes or events or dropped_events or links or dropped_links):
+        if status is None:
+            return b""
+        if not (status.description or status.status_code._value_):
+            return _STATUS_UNSET  # almost every span
+    parts = []
+    if dropped_attributes:
+        parts.append(b"\x50" + _varint(dropped_attributes))
     if events:
         parts.extend(_event(event) for event in events)
     if dropped_events:
@@ -233,46 +286,35 @@ def _events_and_links(
         parts.extend(_link(link) for link in links)
     if dropped_links:
         parts.append(b"\x70" + _varint(dropped_links))
-
-
-def _lean_span(span: Any) -> bytes:
-    """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes)."""
-    d = span.__dict__
-    ctx = d["_context"]
-    parent = d["_parent"]
-    parts = _ids(ctx, parent)
-    name = d["_name"]
-    if name:
-        parts.append(_str(0x2A, name))
-    parts.append(_KIND_BYTES[d["_kind"]._value_])
-    parts.append(_pack_times(0x39, d["_start_time"], 0x41, d["_end_time"]))
-    parts.append(_cached_attributes(0x4A, d["_attributes"]))
-    dropped = span._dropped_attributes
-    if dropped:
-        parts.append(b"\x50" + _varint(dropped))
-    if span._events or span._links or span._dropped_events or span._dropped_links:
-        _events_and_links(
-            parts, span._events, span._dropped_events, span._links, span._dropped_links
+    if status is not None:
+        parts.append(
+            _status(status) if status.description or status.status_code._value_ else _STATUS_UNSET
         )
-    status = span._status
-    parts.append(
-        _status(status) if status.description or status.status_code._value_ else _STATUS_UNSET
-    )
-    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
-    return _ld(0x12, b"".join(parts))
+    return b"".join(parts)
 
 
-def _span(span: Any) -> bytes:
-    if getattr(span, "_platform_otel_lean", False):
-        return _lean_span(span)
-    ctx = span.get_span_context()
-    parent = span.parent
+def _span_message(
+    ctx: Any,
+    parent: Any,
+    name: str,
+    kind: int,
+    start: int | None,
+    end: int | None,
+    attributes: Any,
+    tail: bytes,
+) -> bytes:
+    """The ``spans`` entry of a ScopeSpans message (tag, length, Span) from a span's fields."""
+    c_encode = _c_span_message
+    if c_encode is not None:
+        backing = attributes if type(attributes) is dict else getattr(attributes, "_dict", None)
+        if type(backing) is dict:
+            out = c_encode(ctx, parent, name, kind, start, end, backing, tail)
+            if out is not None:
+                return out  # type: ignore[no-any-return]
     parts = _ids(ctx, parent)
-    name = span.name
     if name:
         parts.append(_str(0x2A, name))
-    parts.append(_KIND_BYTES[span.kind.value])
-    start, end = span.start_time, span.end_time
+    parts.append(_KIND_BYTES[kind])
     if start and end:
         parts.append(_pack_times(0x39, start, 0x41, end))
     else:
@@ -280,17 +322,65 @@ def _span(span: Any) -> bytes:
             parts.append(b"\x39" + _pack_fixed64(start))
         if end:
             parts.append(b"\x41" + _pack_fixed64(end))
-    parts.append(_cached_attributes(0x4A, span.attributes))
-    if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
-    _events_and_links(parts, span.events, span.dropped_events, span.links, span.dropped_links)
-    status = span.status
-    if status is not None and (status.description or status.status_code.value):
-        parts.append(_status(status))
-    elif status is not None:
-        parts.append(_STATUS_UNSET)
+    parts.append(_cached_attributes(0x4A, attributes))
+    parts.append(tail)
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return _ld(0x12, b"".join(parts))
+
+
+# LeanSpan fields that stay class defaults on almost every span (no events, links,
+# dropped counts or status): absent from the instance dict, the tail is "status unset".
+_LEAN_RARE_FIELDS = frozenset(
+    {"_events", "_links", "_status", "_dropped_attributes", "_dropped_events", "_dropped_links"}
+)
+
+
+def _lean_span(span: Any) -> bytes:
+    """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes)."""
+    d = span.__dict__
+    if _LEAN_RARE_FIELDS.isdisjoint(d):
+        tail = _STATUS_UNSET
+    else:
+        tail = _tail(
+            span._dropped_attributes,
+            span._events,
+            span._dropped_events,
+            span._links,
+            span._dropped_links,
+            span._status,
+        )
+    return _span_message(
+        d["_context"],
+        d["_parent"],
+        d["_name"],
+        d["_kind"]._value_,
+        d["_start_time"],
+        d["_end_time"],
+        d["_attributes"],
+        tail,
+    )
+
+
+def _span(span: Any) -> bytes:
+    if getattr(span, "_platform_otel_lean", False):
+        return _lean_span(span)
+    return _span_message(
+        span.get_span_context(),
+        span.parent,
+        span.name,
+        span.kind.value,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        _tail(
+            span.dropped_attributes,
+            span.events,
+            span.dropped_events,
+            span.links,
+            span.dropped_links,
+            span.status,
+        ),
+    )
 
 
 def _event(event: Any) -> bytes:
@@ -349,6 +439,9 @@ def encode_spans_request(spans: Sequence[Any]) -> bytes:
 
 def encode_span(span: Any) -> Encoded:
     """One ended span, encoded now (see :class:`Encoded`)."""
+    if getattr(span, "_platform_otel_lean", False):
+        d = span.__dict__
+        return Encoded(d["_resource"], d["_instrumentation_scope"] or None, _lean_span(span))
     return Encoded(span.resource, span.instrumentation_scope or None, _span(span))
 
 

@@ -1,0 +1,18 @@
+"""Build hook for the optional C encoder; all metadata lives in pyproject.toml.
+
+``platform_otel._speedups`` is compiled when a C compiler and Python headers are
+available. ``optional=True``: without them the install still succeeds and the
+pure-Python encoder is used (same bytes, more CPU per span; docs/performance.md).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "platform_otel._speedups",
+            sources=["src/platform_otel/_speedups.c"],
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,140 @@
+"""The optional C span encoder (``_speedups``) writes exactly the pure-Python encoder's bytes."""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+
+from platform_otel import _otlp_fast
+from platform_otel._lean_trace import lean_tracer
+from tests.test_otlp_fast import _varied_spans
+
+
+@pytest.fixture(autouse=True)
+def _restore_speedups() -> Iterator[None]:
+    yield
+    _otlp_fast.use_speedups(True)
+
+
+def _both(spans: list[Any]) -> tuple[bytes, bytes]:
+    """(C encoder's request, pure-Python encoder's request) for the same spans."""
+    assert _otlp_fast.use_speedups(True), "the C extension was not built (needs a C compiler)"
+    fast = _otlp_fast.encode_spans_request(spans)
+    _otlp_fast.use_speedups(False)
+    python = _otlp_fast.encode_spans_request(spans)
+    return fast, python
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+_PROVIDER = TracerProvider()
+_EXPORTER = InMemorySpanExporter()
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+def _lean_spans(attribute_sets: list[dict[str, Any]], parent: Context | None = None) -> list[Any]:
+    """Lean server spans (one provider: one resource, as in a real batch)."""
+    _EXPORTER.clear()
+    lean = lean_tracer(_PROVIDER.get_tracer("speedups", "1.0"))
+    assert lean is not None
+    for i, attributes in enumerate(attribute_sets):
+        span = lean.start_span(f"op {i}", parent or Context(), SpanKind.SERVER, dict(attributes))
+        span.end()
+    return list(_EXPORTER.get_finished_spans())
+
+
+def test_c_encoder_matches_python_encoder_and_official_message() -> None:
+    """SDK spans with events, links, status, trace state, arrays and several scopes: same bytes."""
+    spans = _varied_spans()
+    fast, python = _both(spans)
+    assert fast == python
+    assert ExportTraceServiceRequest.FromString(fast) == encode_spans(spans)
+
+
+def test_c_encoder_edge_values_match() -> None:
+    """Values the C path encodes itself, and those it hands back to Python, give the same bytes."""
+    remote = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("vendor", "v1")]),
+    )
+    from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+
+    attribute_sets: list[dict[str, Any]] = [
+        {},
+        {"s": "", "u": "héllo ✓ 漢字", "long": "x" * 70_000},  # 3-byte length varint
+        {"i0": 0, "neg": -1, "min": -(2**63), "max": 2**63 - 1, "t": True, "f": False},
+        {"f": 0.1, "inf": math.inf, "ninf": -math.inf, "nan": math.nan, "negzero": -0.0},
+        {"huge": 2**64},  # beyond int64: the Python encoder's business
+        {"seq": ("a", "b"), "ints": [1, 2]},  # arrays: Python
+        {"enum": Colour.RED},  # an int subclass: Python
+        {f"k{i}": "v" * 40 for i in range(200)},  # far beyond the C stack buffer
+    ]
+    spans = _lean_spans(attribute_sets)
+    spans += _lean_spans(
+        [{"a": 1}], parent=set_span_in_context(NonRecordingSpan(remote), Context())
+    )  # a remote parent with a trace state: Python
+    fast, python = _both(spans)
+    assert fast == python
+    # NaN never equals itself, so protobuf messages holding one never compare equal.
+    comparable = [s for s in spans if not any(v != v for v in s.attributes.values())]
+    assert len(comparable) == len(spans) - 1
+    _otlp_fast.use_speedups(True)
+    assert ExportTraceServiceRequest.FromString(
+        _otlp_fast.encode_spans_request(comparable)
+    ) == encode_spans(comparable)
+
+
+def test_c_encoder_random_attributes_match() -> None:
+    """Random scalar attributes (types, signs, lengths, unicode) over many spans."""
+    rng = random.Random(20261127)
+    alphabet = "abcxyz-_.é✓漢\U0001f600"
+
+    def value() -> Any:
+        kind = rng.randrange(4)
+        if kind == 0:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 300)))
+        if kind == 1:
+            return rng.choice([True, False])
+        if kind == 2:
+            return rng.randint(-(2**63), 2**63 - 1) >> rng.randrange(64)
+        return rng.uniform(-1e12, 1e12)
+
+    attribute_sets = [
+        {f"key.{j}": value() for j in range(rng.randrange(0, 20))} for _ in range(300)
+    ]
+    spans = _lean_spans(attribute_sets)
+    fast, python = _both(spans)
+    assert fast == python
+    assert ExportTraceServiceRequest.FromString(fast) == encode_spans(spans)
+
+
+def test_python_encoder_can_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PLATFORM_OTEL_OTLP_ENCODER=python turns the C encoder off for init()'s exporters."""
+    from platform_otel import _config, _exporters
+
+    monkeypatch.setenv("PLATFORM_OTEL_OTLP_ENCODER", "python")
+    settings = _config.load_settings()
+    assert settings.otlp_encoder == "python"
+    exporters = _exporters.make_exporters("traces", settings)
+    assert exporters and exporters[0].accepts_encoded  # still the fast wire encoder
+    assert _otlp_fast._c_span_message is None
+    monkeypatch.setenv("PLATFORM_OTEL_OTLP_ENCODER", "fast")
+    _exporters.make_exporters("traces", _config.load_settings())
+    assert _otlp_fast._c_span_message is not None
