@@ -34,6 +34,8 @@ if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_PROMETH
   fi
 fi
 
+# The C encoder must have been built here (tests/test_speedups.py compares it with Python).
+export PLATFORM_OTEL_REQUIRE_SPEEDUPS=1
 status=0
 step "pytest (mcp 2.x)"
 .venv/bin/python -m pytest "$@" || status=1

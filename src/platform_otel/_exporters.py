@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from . import _otlp_fast
 from ._config import Settings, SignalSettings
-from ._safety import logger
+from ._safety import log_once, logger
 
 __all__ = ["EncodingBatchSpanProcessor", "ResilientExporter", "in_export", "make_exporters"]
 
@@ -54,12 +54,40 @@ def in_export() -> bool:
     return getattr(_state, "exporting", False)
 
 
+_MUTED_SDK_LOGGERS = {
+    # The OTLP exporters log every retry; ResilientExporter reports outages instead.
+    "opentelemetry.exporter.otlp": logging.CRITICAL,
+    "opentelemetry.exporter.http_transport": logging.CRITICAL,
+    # The batch processors log "Queue full, dropping ..." for every item dropped: a log record
+    # built (then de-duplicated) per request during a collector outage, ~7 % of a web worker's
+    # throughput. emit_queued() says it once instead. Export errors (ERROR) still show.
+    "opentelemetry.sdk._shared_internal": logging.ERROR,
+}
+
+
 def mute_sdk_exporter_logs() -> None:
-    """The OTLP exporters log every retry; ResilientExporter reports failures instead."""
-    for name in ("opentelemetry.exporter.otlp", "opentelemetry.exporter.http_transport"):
+    """Silence the SDK's per-retry and per-item export logs; we report each condition once."""
+    for name, level in _MUTED_SDK_LOGGERS.items():
         lg = logging.getLogger(name)
         if lg.level == logging.NOTSET:  # respect a level the user set on purpose
-            lg.setLevel(logging.CRITICAL)
+            lg.setLevel(level)
+
+
+def emit_queued(queue: Any, item: Any) -> None:
+    """``BatchProcessor.emit``, warning once per process (not per item) when the queue is full."""
+    pending = getattr(queue, "_queue", None)
+    if pending is not None and len(pending) >= queue._max_queue_size:
+        kind = getattr(queue, "_exporting", "telemetry")
+        log_once(
+            f"export-queue-full:{kind}",
+            logging.WARNING,
+            "platform-otel: the %s export queue is full (%d items): each new item replaces the "
+            "oldest until the exporter catches up (collector unreachable or too slow?). Logged "
+            "once; see OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE.",
+            kind,
+            queue._max_queue_size,
+        )
+    queue.emit(item)
 
 
 # One warning per endpoint, not per signal: traces, metrics and logs usually share one
@@ -278,7 +306,7 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
     def on_end(self, span: Any) -> None:
         if not (span.context and span.context.trace_flags.sampled):
             return
-        self._batch_processor.emit(encode_at_end(span))
+        emit_queued(self._batch_processor, encode_at_end(span))
 
 
 def encode_at_end(span: Any) -> Any:

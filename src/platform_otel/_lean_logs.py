@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._exporters import emit_queued
+
 __all__ = ["LeanLogEmitter"]
 
 _logger = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ class LeanLogEmitter:
                 span_context=span_context,
             )
             for queue in self._queues:
-                queue.emit(item)
+                emit_queued(queue, item)
             return True
         record = self._record_type.__new__(self._record_type)
         # The fields LogRecord.__init__ sets, without its second context lookup.
@@ -157,5 +159,5 @@ class LeanLogEmitter:
             limits=limits,
         )
         for queue in self._queues:
-            queue.emit(readable)
+            emit_queued(queue, readable)
         return True

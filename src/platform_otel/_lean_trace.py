@@ -262,7 +262,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
-                tracer.direct_queue.emit(tracer.encode(self))
+                tracer.emit(tracer.direct_queue, tracer.encode(self))
             return
         processor._on_ending(self)
         processor.on_end(self)  # no copy: nothing changes a span once it has ended
@@ -301,9 +301,10 @@ class LeanTracer:
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
-        from ._exporters import encode_at_end
+        from ._exporters import emit_queued, encode_at_end
 
         self.encode = encode_at_end
+        self.emit = emit_queued
         self._random_ids = type(self.id_generator) is RandomIdGenerator
 
     def start_span(
