@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
 from types import TracebackType
 from typing import Any
@@ -175,47 +175,42 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             return
         tracer = self._tracer
-        if tracer.max_events <= 0:
-            self._dropped_events += 1
-            return
-        from opentelemetry.attributes import BoundedAttributes
-
-        bounded = BoundedAttributes(
-            tracer.max_event_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=tracer.max_value_length,
+        self._append_limited(
+            "_events",
+            tracer.max_events,
+            lambda: Event(
+                name=name,
+                attributes=_bounded(tracer.max_event_attributes, attributes, tracer),
+                timestamp=timestamp,
+            ),
         )
-        if not self._events:
-            self._events = []
-        events: list[Event] = self._events  # type: ignore[assignment]
-        if len(events) >= tracer.max_events:  # the SDK's BoundedList drops the oldest
-            del events[0]
-            self._dropped_events += 1
-        events.append(Event(name=name, attributes=bounded, timestamp=timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._end_time is not None or context is None or not context.is_valid:
             return
         tracer = self._tracer
-        if tracer.max_links <= 0:
-            self._dropped_links += 1
-            return
-        from opentelemetry.attributes import BoundedAttributes
-
-        bounded = BoundedAttributes(
-            tracer.max_link_attributes,
-            attributes,
-            immutable=True,
-            max_value_len=tracer.max_value_length,
+        self._append_limited(
+            "_links",
+            tracer.max_links,
+            lambda: trace_api.Link(
+                context, _bounded(tracer.max_link_attributes, attributes, tracer)
+            ),
         )
-        if not self._links:
-            self._links = []
-        links: list[trace_api.Link] = self._links  # type: ignore[assignment]
-        if len(links) >= tracer.max_links:  # the SDK's BoundedList drops the oldest
-            del links[0]
-            self._dropped_links += 1
-        links.append(trace_api.Link(context, bounded))
+
+    def _append_limited(self, field: str, limit: int, make: Callable[[], Any]) -> None:
+        """Append to ``_events`` or ``_links`` under the SDK's limit rule (BoundedList):
+        the oldest entry makes room, each one dropped is counted in ``_dropped<field>``."""
+        dropped = "_dropped" + field
+        if limit <= 0:
+            setattr(self, dropped, getattr(self, dropped) + 1)
+            return
+        items = self.__dict__.get(field)
+        if not items:  # still the shared class default ()
+            items = self.__dict__[field] = []
+        if len(items) >= limit:
+            del items[0]
+            setattr(self, dropped, getattr(self, dropped) + 1)
+        items.append(make())
 
     def update_name(self, name: str) -> None:
         if self._end_time is None:
@@ -389,6 +384,15 @@ def _direct_queue(processor: Any) -> tuple[Any, Any]:
     ):
         return processors, processors[0]._batch_processor
     return None, None
+
+
+def _bounded(limit: int | None, attributes: types.Attributes, tracer: LeanTracer) -> Any:
+    """Event and link attributes as the SDK keeps them: bounded, immutable, values truncated."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    return BoundedAttributes(
+        limit, attributes, immutable=True, max_value_len=tracer.max_value_length
+    )
 
 
 def _random_id(bits: int) -> int:
