@@ -260,6 +260,20 @@ def test_apps_created_before_and_after_instrument_are_traced(telemetry: Telemetr
     assert [s.attributes["url.path"] for s in telemetry.server_spans()] == ["/items/1", "/items/2"]
 
 
+def test_hooked_app_is_still_an_asgi3_coroutine_app(telemetry: Telemetry) -> None:
+    """Servers inspect ``app.__call__``: uvicorn serves an app whose ``__call__`` is not a
+    coroutine function as an ASGI2 app (every request then fails with a TypeError)."""
+    import inspect
+
+    original = FastAPI.__call__
+    pf.instrument(telemetry.context())
+    assert FastAPI.__call__ is not original
+    assert inspect.iscoroutinefunction(FastAPI.__call__)
+    assert asyncio.iscoroutinefunction(make_app().__call__)
+    pf.uninstrument()
+    assert FastAPI.__call__ is original
+
+
 def test_instrument_twice_still_one_span(telemetry: Telemetry) -> None:
     """instrument() is idempotent: calling it twice does not double the spans."""
     assert pf.instrument(telemetry.context()) is None
@@ -535,3 +549,67 @@ def test_init_exports_server_span_and_duration_metric_over_otlp(
     assert f"trace_id={TRACE_ID}" in next(
         line for line in srv.output.splitlines() if "GET /items/7" in line
     )
+
+
+_KEEPALIVE_APP = textwrap.dedent(
+    """
+    import gc, types, weakref
+    from fastapi import FastAPI
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from platform_otel.instrumentation import InstrumentationContext
+    from platform_otel.instrumentation import fastapi as pf
+
+    ended = []
+
+    class Track(SpanProcessor):
+        def on_end(self, span):
+            ended.append(weakref.ref(span))
+
+    tp = TracerProvider()
+    tp.add_span_processor(Track())
+    app = FastAPI()
+
+    @app.get("/hello")
+    async def hello():
+        return {"message": "hello"}
+
+    @app.get("/alive")
+    def alive():
+        gc.collect()  # only what is still referenced survives
+        return {"ended": len(ended), "alive": sum(ref() is not None for ref in ended)}
+
+    settings = types.SimpleNamespace(service_name="ka", capture_content=False, fastapi_impl="lean")
+    pf.instrument(InstrumentationContext(settings, tp, MeterProvider(), None))
+    """
+)
+
+
+@pytest.mark.integration
+def test_uvicorn_keep_alive_does_not_keep_finished_request_spans_alive(tmp_path: Path) -> None:
+    """Under real uvicorn with keep-alive, a finished request's span is freed with the request.
+
+    uvicorn schedules its keep-alive timer inside the last ``send`` and a timer keeps a
+    copy of the current context: with the span current there, every finished request's
+    span, attributes and context stayed alive in cancelled timers, which multiplied the
+    garbage collector's work (docs/performance.md, "Garbage the server kept alive").
+    """
+    from tests.support.fixtures import free_port, start_process, wait_http
+
+    (tmp_path / "kaapp.py").write_text(_KEEPALIVE_APP)
+    port = free_port()
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(src)])}
+    argv = [sys.executable, "-m", "uvicorn", "kaapp:app", "--port", str(port), "--no-access-log"]
+    with start_process(argv, env, cwd=tmp_path) as srv:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/hello", srv)
+        # An idle keep-alive connection's timer stays first in the event loop's timer heap,
+        # so the timers the busy connection cancels behind it are not dropped early.
+        with httpx.Client(base_url=base) as idle, httpx.Client(base_url=base) as busy:
+            assert idle.get("/hello").status_code == 200
+            for _ in range(40):
+                assert busy.get("/hello").status_code == 200
+            counts = busy.get("/alive").json()
+    assert counts["ended"] >= 42
+    assert counts["alive"] <= 1, counts  # at most the request that just finished

@@ -142,3 +142,27 @@ def test_python_encoder_can_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLATFORM_OTEL_OTLP_ENCODER", "fast")
     _exporters.make_exporters("traces", _config.load_settings())
     assert _otlp_fast._c_span_message is not None
+
+
+def test_queue_items_are_the_same_bytes_from_both_encoders_and_make_the_official_request() -> None:
+    """A span queued at end is one plain bytes object, the same from C and Python, and the
+    export request built from such items is the official encoder's."""
+    spans = _lean_spans([{"http.route": f"/{i}", "n": i, "ok": i % 2 == 0} for i in range(5)])
+    fast_items = [_otlp_fast.encode_lean_span(s) for s in spans]
+    _otlp_fast.use_speedups(False)
+    python_items = [_otlp_fast.encode_lean_span(s) for s in spans]
+    assert all(type(item) is bytes for item in fast_items)
+    assert fast_items == python_items
+    request = _otlp_fast.encode_spans_request(fast_items)
+    assert ExportTraceServiceRequest.FromString(request) == encode_spans(spans)
+
+
+def test_head_is_written_before_the_span_entry_and_bounded() -> None:
+    from platform_otel import _speedups
+
+    ctx = SpanContext(1, 2, False, TraceFlags(1))
+    args = (ctx, None, "op", 1, 10, 20, {"k": "v"}, b"\x7a\x00")
+    plain = _speedups.span_message(*args)
+    assert plain is not None and _speedups.span_message(*args, b"\x07") == b"\x07" + plain
+    with pytest.raises(ValueError):
+        _speedups.span_message(*args, b"x" * 17)

@@ -90,6 +90,61 @@ def emit_queued(queue: Any, item: Any) -> None:
     queue.emit(item)
 
 
+class _Pid:
+    """This process's pid, kept current by an at-fork hook (``os.getpid()`` is a system call)."""
+
+    value = -1
+    tracking = False
+
+
+def _track_pid() -> None:
+    if not _Pid.tracking:
+        _Pid.tracking = True
+        _Pid.value = os.getpid()
+        if hasattr(os, "register_at_fork"):
+
+            def _after_in_child() -> None:
+                _Pid.value = os.getpid()
+
+            os.register_at_fork(after_in_child=_after_in_child)
+
+
+_BATCH_FIELDS = (
+    "_shutdown",
+    "_pid",
+    "_queue",
+    "_max_queue_size",
+    "_max_export_batch_size",
+    "_worker_awaken",
+)
+
+
+def queue_emitter(queue: Any) -> Callable[[Any], None]:
+    """:func:`emit_queued` bound to one SDK batch processor, for per-request paths.
+
+    The SDK's ``emit`` makes an ``os.getpid()`` system call for every item (its fork
+    check); this compares with a pid kept by an at-fork hook instead, and hands the
+    item to the SDK's own ``emit`` whenever anything is unusual (shut down, forked,
+    queue full). A processor without the expected fields gets :func:`emit_queued`.
+    """
+    if not all(hasattr(queue, name) for name in _BATCH_FIELDS):
+        return lambda item: emit_queued(queue, item)
+    _track_pid()
+
+    def emit(item: Any) -> None:
+        pending = queue._queue
+        if queue._shutdown or queue._pid != _Pid.value or len(pending) >= queue._max_queue_size:
+            emit_queued(queue, item)
+            return
+        pending.appendleft(item)  # the SDK's order: its worker pops the oldest from the right
+        if len(pending) >= queue._max_export_batch_size:
+            awaken = queue._worker_awaken
+            if not awaken.is_set():
+                awaken.set()
+
+    return emit
+
+
 # One warning per endpoint, not per signal: traces, metrics and logs usually share one
 # collector, and "collector is down" is one fact for the operator.
 _outages: dict[str, set[str]] = {}

@@ -64,6 +64,8 @@ _FLAGS = {
 }
 _SCALARS = (str, bool, int, float)
 _getrandbits = random.getrandbits
+_new_tuple = tuple.__new__
+_DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
 
 
 def _clean(key: str, value: Any, max_len: int | None) -> Any:
@@ -257,7 +259,14 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
-                tracer.emit(tracer.direct_queue, tracer.encode(self))
+                try:
+                    item: Any = tracer.encode(self)
+                except Exception:
+                    from ._safety import report_internal_error
+
+                    report_internal_error("encoding a span at end")
+                    item = self  # the exporter encodes it the ordinary way
+                tracer.emit(item)
             return
         processor._on_ending(self)
         processor.on_end(self)  # no copy: nothing changes a span once it has ended
@@ -296,10 +305,15 @@ class LeanTracer:
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
-        from ._exporters import emit_queued, encode_at_end
+        from ._exporters import queue_emitter
+        from ._otlp_fast import encode_lean_span, pair_head
 
-        self.encode = encode_at_end
-        self.emit = emit_queued
+        self.encode = encode_lean_span
+        self.emit: Callable[[Any], None] = lambda item: None
+        if self.direct_queue is not None:
+            self.emit = queue_emitter(self.direct_queue)
+            # Register the (resource, scope) pair now: encode_lean_span only looks it up.
+            pair_head(sdk_tracer.resource, self.scope or None)
         self._random_ids = type(self.id_generator) is RandomIdGenerator
 
     def start_span(
@@ -353,7 +367,22 @@ class LeanTracer:
             if self._random_ids
             else self.id_generator.generate_span_id()
         )
-        span_context = SpanContext(trace_id, span_id, False, flags, trace_state)
+        if self._random_ids:
+            # What SpanContext() builds, without its Python __new__: ids from getrandbits are
+            # valid by construction, and so is the trace id of a valid parent.
+            span_context = _new_tuple(
+                SpanContext,
+                (
+                    trace_id,
+                    span_id,
+                    False,
+                    flags,
+                    _DEFAULT_TRACE_STATE if trace_state is None else trace_state,
+                    True,
+                ),
+            )
+        else:
+            span_context = SpanContext(trace_id, span_id, False, flags, trace_state)
         if sampled is None:
             return trace_api.NonRecordingSpan(span_context)
         span = LeanSpan(

@@ -21,6 +21,7 @@ these bytes through a raw gRPC method instead of serialising protobuf objects.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,12 @@ __all__ = [
     "Encoded",
     "FastOTLPLogExporter",
     "FastOTLPSpanExporter",
+    "encode_lean_span",
     "encode_log_record",
     "encode_logs_request",
     "encode_span",
     "encode_spans_request",
+    "pair_head",
     "use_speedups",
 ]
 
@@ -87,11 +90,13 @@ _KIND_BYTES = {v: b"\x30" + bytes((v + 1,)) for v in range(5)}
 class Encoded:
     """A span or log record already encoded (its ``Span``/``LogRecord`` field bytes).
 
-    Batch processors queue these instead of the objects when the exporter is this
-    module's: each item is encoded once, by the thread that ended it, while its data
-    is still in the CPU cache, and the queue holds compact ``bytes`` that the
-    garbage collector never scans. Measured in a uvicorn worker under load, encoding
+    Batch processors queue encoded items instead of the objects when the exporter is
+    this module's: each item is encoded once, by the thread that ended it, while its
+    data is still in the CPU cache. Measured in a uvicorn worker under load, encoding
     the same spans later on the exporter thread cost several times more CPU.
+
+    An encoded item is normally one plain ``bytes`` object (see :func:`pair_head`);
+    this class is the fallback once more than 256 (resource, scope) pairs exist.
     """
 
     __slots__ = ("data", "instrumentation_scope", "resource")
@@ -100,6 +105,33 @@ class Encoded:
         self.resource = resource
         self.instrumentation_scope = instrumentation_scope
         self.data = data
+
+
+# Queued items are plain ``bytes``: a one-byte head, the index of the item's (resource,
+# scope) pair in _pairs, then the encoded Span/LogRecord entry. Why not an object holding
+# resource, scope and bytes: every such object is tracked by the garbage collector and
+# lives in the queue until its batch is exported, so each request left one more object
+# to count towards a collection; plain bytes are never tracked (docs/performance.md).
+_pairs: list[tuple[Any, Any]] = []  # strong references: ids stay unique while registered
+_pair_heads: dict[tuple[int, int], bytes] = {}
+_pairs_lock = threading.Lock()
+_MAX_PAIRS = 256
+
+
+def pair_head(resource: Any, scope: Any) -> bytes | None:
+    """The one-byte head naming (resource, scope) in queued items; None once 256 pairs exist."""
+    key = (id(resource), id(scope))
+    head = _pair_heads.get(key)
+    if head is None:
+        with _pairs_lock:
+            head = _pair_heads.get(key)
+            if head is None:
+                if len(_pairs) >= _MAX_PAIRS:
+                    return None
+                head = bytes((len(_pairs),))
+                _pairs.append((resource, scope))
+                _pair_heads[key] = head
+    return head
 
 
 def _varint(value: int) -> bytes:
@@ -119,6 +151,11 @@ def _ld(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (tag already shifted, wire type 2)."""
     n = len(payload)
     return bytes((tag, n)) + payload if n < 0x80 else bytes((tag,)) + _varint(n) + payload
+
+
+def _ld_head(tag: int, n: int) -> bytes:
+    """The tag and length of a length-delimited field of ``n`` bytes."""
+    return bytes((tag, n)) if n < 0x80 else bytes((tag,)) + _varint(n)
 
 
 def _str(tag: int, text: str) -> bytes:
@@ -302,13 +339,15 @@ def _span_message(
     end: int | None,
     attributes: Any,
     tail: bytes,
+    head: bytes = b"",
 ) -> bytes:
-    """The ``spans`` entry of a ScopeSpans message (tag, length, Span) from a span's fields."""
+    """``head`` and the ``spans`` entry of a ScopeSpans message (tag, length, Span) from a
+    span's fields."""
     c_encode = _c_span_message
     if c_encode is not None:
         backing = attributes if type(attributes) is dict else getattr(attributes, "_dict", None)
         if type(backing) is dict:
-            out = c_encode(ctx, parent, name, kind, start, end, backing, tail)
+            out = c_encode(ctx, parent, name, kind, start, end, backing, tail, head)
             if out is not None:
                 return out  # type: ignore[no-any-return]
     parts = _ids(ctx, parent)
@@ -325,7 +364,7 @@ def _span_message(
     parts.append(_cached_attributes(0x4A, attributes))
     parts.append(tail)
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
-    return _ld(0x12, b"".join(parts))
+    return head + _ld(0x12, b"".join(parts))
 
 
 # LeanSpan fields that stay class defaults on almost every span (no events, links,
@@ -335,20 +374,22 @@ _LEAN_RARE_FIELDS = frozenset(
 )
 
 
-def _lean_span(span: Any) -> bytes:
+def _lean_tail(span: Any) -> bytes:
+    """Fields 10-15 of a LeanSpan (the rare ones: dropped counts, events, links, status)."""
+    return _tail(
+        span._dropped_attributes,
+        span._events,
+        span._dropped_events,
+        span._links,
+        span._dropped_links,
+        span._status,
+    )
+
+
+def _lean_span(span: Any, head: bytes = b"") -> bytes:
     """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes)."""
     d = span.__dict__
-    if _LEAN_RARE_FIELDS.isdisjoint(d):
-        tail = _STATUS_UNSET
-    else:
-        tail = _tail(
-            span._dropped_attributes,
-            span._events,
-            span._dropped_events,
-            span._links,
-            span._dropped_links,
-            span._status,
-        )
+    tail = _STATUS_UNSET if _LEAN_RARE_FIELDS.isdisjoint(d) else _lean_tail(span)
     return _span_message(
         d["_context"],
         d["_parent"],
@@ -358,6 +399,7 @@ def _lean_span(span: Any) -> bytes:
         d["_end_time"],
         d["_attributes"],
         tail,
+        head,
     )
 
 
@@ -407,16 +449,22 @@ def _link(link: Any) -> bytes:
 def _group(items: Sequence[Any], encode: Any) -> bytes:
     """Resource -> scope -> items, in first-seen order like the SDK encoders, as wire bytes."""
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    pairs = _pairs
     for item in items:
-        resource = item.resource
-        scope = item.instrumentation_scope or None
+        if type(item) is bytes:  # head byte + encoded entry (pair_head)
+            resource, scope = pairs[item[0]]
+            data: Any = item[1:]  # a copy, not a memoryview: views are GC-tracked objects
+        elif type(item) is Encoded:
+            resource, scope, data = item.resource, item.instrumentation_scope, item.data
+        else:
+            resource, scope, data = item.resource, item.instrumentation_scope or None, None
         rgroup = groups.get(id(resource))
         if rgroup is None:
             rgroup = groups[id(resource)] = (resource, {})
         sgroup = rgroup[1].get(id(scope))
         if sgroup is None:
             sgroup = rgroup[1][id(scope)] = (scope, [])
-        sgroup[1].append(item.data if type(item) is Encoded else encode(item))
+        sgroup[1].append(data if data is not None else encode(item))
     out = []
     for resource, scopes in groups.values():
         body = [_cached(resource, _resource)]
@@ -437,12 +485,43 @@ def encode_spans_request(spans: Sequence[Any]) -> bytes:
     return _group(spans, _span)
 
 
-def encode_span(span: Any) -> Encoded:
-    """One ended span, encoded now (see :class:`Encoded`)."""
+def encode_lean_span(span: Any) -> bytes | Encoded:
+    """:func:`encode_span` for a ``LeanSpan`` in one frame: the per-request path (same bytes)."""
+    d = span.__dict__
+    resource, scope = d["_resource"], d["_instrumentation_scope"] or None
+    head = _pair_heads.get((id(resource), id(scope)))
+    c_encode = _c_span_message
+    if head is not None and c_encode is not None:
+        out = c_encode(
+            d["_context"],
+            d["_parent"],
+            d["_name"],
+            d["_kind"]._value_,
+            d["_start_time"],
+            d["_end_time"],
+            d["_attributes"],
+            _STATUS_UNSET if _LEAN_RARE_FIELDS.isdisjoint(d) else _lean_tail(span),
+            head,
+        )
+        if out is not None:
+            return out  # type: ignore[no-any-return]
+    return encode_span(span)
+
+
+def encode_span(span: Any) -> bytes | Encoded:
+    """One ended span, encoded now, as a queue item (see :func:`pair_head`, :class:`Encoded`)."""
     if getattr(span, "_platform_otel_lean", False):
         d = span.__dict__
-        return Encoded(d["_resource"], d["_instrumentation_scope"] or None, _lean_span(span))
-    return Encoded(span.resource, span.instrumentation_scope or None, _span(span))
+        resource, scope = d["_resource"], d["_instrumentation_scope"] or None
+        head = pair_head(resource, scope)
+        if head is not None:
+            return _lean_span(span, head)
+        return Encoded(resource, scope, _lean_span(span))
+    resource, scope = span.resource, span.instrumentation_scope or None
+    head = pair_head(resource, scope)
+    if head is not None:
+        return head + _span(span)
+    return Encoded(resource, scope, _span(span))
 
 
 def _log(readable: Any) -> bytes:
@@ -511,8 +590,9 @@ def encode_log_record(
     attributes: Mapping[str, Any],
     dropped_attributes: int,
     span_context: Any,
-) -> Encoded:
-    """One log record, encoded from its fields without building SDK objects (see :class:`Encoded`).
+) -> bytes | Encoded:
+    """One log record, encoded from its fields without building SDK objects, as a queue item
+    (see :func:`pair_head`, :class:`Encoded`).
 
     The same bytes as ``_log`` for the equivalent ``ReadableLogRecord``, in one pass.
     """
@@ -545,7 +625,12 @@ def encode_log_record(
         parts.append(b"\x52\x08" + span_context.span_id.to_bytes(8, "big"))
     if observed_timestamp:
         parts.append(b"\x59" + _pack_fixed64(observed_timestamp))
-    return Encoded(resource, instrumentation_scope or None, _ld(0x12, b"".join(parts)))
+    scope = instrumentation_scope or None
+    head = pair_head(resource, scope)
+    if head is not None:
+        parts.insert(0, head + _ld_head(0x12, sum(map(len, parts))))
+        return b"".join(parts)
+    return Encoded(resource, scope, _ld(0x12, b"".join(parts)))
 
 
 def encode_logs_request(records: Sequence[Any]) -> bytes:

@@ -15,7 +15,7 @@
  *
  * One function:
  *
- *   span_message(context, parent, name, kind, start, end, attributes, tail)
+ *   span_message(context, parent, name, kind, start, end, attributes, tail[, head])
  *       -> bytes | None
  *
  * ``context`` and ``parent`` are SpanContexts (6-tuples: trace_id, span_id,
@@ -24,7 +24,9 @@
  * returns the ResourceSpans.scope_spans.spans entry (field 2 of ScopeSpans: tag
  * 0x12, length, Span message) with, in field order: trace_id, span_id,
  * parent_span_id, name, kind, start/end time, attributes, ``tail`` (already
- * encoded fields 10-15: dropped counts, events, links, status) and flags.
+ * encoded fields 10-15: dropped counts, events, links, status) and flags,
+ * preceded by ``head`` (at most 16 bytes, default none: _otlp_fast's key of the
+ * span's resource and scope, so a queued span is one plain bytes object).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -271,24 +273,32 @@ static int encode_body(Buffer *b, PyObject *const *args) {
     return put_bytes(b, flags, 6);
 }
 
+#define HEAD_MAX 16
+#define ROOM (HEAD_MAX + 11) /* head, the 0x12 tag and the length varint, written last */
+
 static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "span_message() takes exactly 8 arguments");
+    if (nargs != 8 && nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "span_message() takes 8 or 9 arguments");
+        return NULL;
+    }
+    PyObject *head = nargs == 9 ? args[8] : NULL;
+    if (head != NULL && (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) > HEAD_MAX)) {
+        PyErr_SetString(PyExc_ValueError, "span_message(): head must be bytes of at most 16");
         return NULL;
     }
     Buffer b;
     b.data = b.stack;
     b.cap = sizeof(b.stack);
-    b.len = 11; /* room for the 0x12 tag and the length varint, written last */
+    b.len = ROOM;
     int r = encode_body(&b, args);
     if (r != 0) {
         buf_free(&b);
         if (r < 0) return NULL;
         Py_RETURN_NONE;
     }
-    uint64_t body = (uint64_t)(b.len - 11);
-    int start = 11 - 1 - varint_size(body);
+    uint64_t body = (uint64_t)(b.len - ROOM);
+    int start = ROOM - 1 - varint_size(body);
     unsigned char *p = b.data + start;
     *p++ = 0x12;
     while (body >= 0x80) {
@@ -296,6 +306,11 @@ static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t 
         body >>= 7;
     }
     *p = (unsigned char)body;
+    if (head != NULL) {
+        Py_ssize_t hlen = PyBytes_GET_SIZE(head);
+        start -= (int)hlen;
+        memcpy(b.data + start, PyBytes_AS_STRING(head), (size_t)hlen);
+    }
     PyObject *out = PyBytes_FromStringAndSize((const char *)b.data + start, b.len - start);
     buf_free(&b);
     return out;

@@ -11,4 +11,5 @@ def span_message(
     end: int | None,
     attributes: dict[str, Any],
     tail: bytes,
+    head: bytes = ...,
 ) -> bytes | None: ...

@@ -30,6 +30,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
+from .._context import SPAN_KEY, current_var
 from .._exporters import in_export
 from .._lean_logs import LeanLogEmitter
 from .._safety import report_internal_error
@@ -97,19 +98,15 @@ class _State:
 _state = _State()
 
 
-def _current_span_key() -> str:
-    """The context key under which the API keeps the current span, found through the public API."""
-    (key,) = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
-    return key
-
-
 def _install_factory() -> None:
     old = logging.getLogRecordFactory()
     _state.old_factory = old
-    # What trace.get_current_span() does, without its ABC isinstance check and the five
-    # property calls on the SpanContext: this runs for every log record of the process.
-    get_current = otel_context.get_current
-    span_key = _current_span_key()
+    # What trace.get_current_span() does, without its ABC isinstance check, the API's
+    # frames around the ContextVar and the five property calls on the SpanContext: this
+    # runs for every log record of the process.
+    var = current_var()
+    get_current = var.get if var is not None else otel_context.get_current
+    span_key = SPAN_KEY
     invalid_context = trace.INVALID_SPAN_CONTEXT
 
     invalid = {
