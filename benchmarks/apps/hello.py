@@ -24,6 +24,8 @@ Modes (env ``BENCH_MODE``):
   runner wraps the command).
 
 Exporter endpoint and protocol come from the standard ``OTEL_*`` variables.
+``BENCH_GC_STATS=<path>`` writes the process's garbage-collection counts and time
+to ``<path>`` (``bench_gc.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,40 @@ MODE = os.environ.get("BENCH_MODE", "none")
 for _item in filter(None, os.environ.get("BENCH_ENV", "").split(";")):
     _key, _, _value = _item.partition("=")
     os.environ[_key] = _value
+
+
+
+def _write_gc_stats(path: str) -> None:
+    """Count garbage collections and their time, written to ``path`` as JSON (bench_gc.py)."""
+    import gc
+    import json
+    import threading
+    import time
+
+    stats = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            generation = info["generation"]
+            stats["collections"][generation] += 1
+            stats["seconds"][generation] += time.perf_counter() - started[0]
+
+    def writer() -> None:
+        while True:
+            time.sleep(0.2)
+            with open(path + ".tmp", "w") as f:
+                json.dump(stats, f)
+            os.replace(path + ".tmp", path)
+
+    gc.callbacks.append(callback)
+    threading.Thread(target=writer, daemon=True).start()
+
+
+if os.environ.get("BENCH_GC_STATS"):
+    _write_gc_stats(os.environ["BENCH_GC_STATS"])
 
 app = FastAPI()
 
