@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 from platform_otel import _otlp_fast
 from platform_otel._lean_trace import lean_tracer
@@ -148,6 +148,13 @@ def test_queue_items_are_the_same_bytes_from_both_encoders_and_make_the_official
     """A span queued at end is one plain bytes object, the same from C and Python, and the
     export request built from such items is the official encoder's."""
     spans = _lean_spans([{"http.route": f"/{i}", "n": i, "ok": i % 2 == 0} for i in range(5)])
+    lean = lean_tracer(_PROVIDER.get_tracer("speedups", "1.0"))
+    assert lean is not None
+    rare = lean.start_span("rare", Context(), SpanKind.INTERNAL, {"k": "v"})
+    rare.add_event("retry", {"attempt": 2})
+    rare.set_status(StatusCode.ERROR, "boom")  # status, events: the encoder's other tail
+    rare.end()
+    spans.append(rare)
     fast_items = [_otlp_fast.encode_lean_span(s) for s in spans]
     _otlp_fast.use_speedups(False)
     python_items = [_otlp_fast.encode_lean_span(s) for s in spans]

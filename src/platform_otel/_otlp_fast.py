@@ -486,21 +486,31 @@ def encode_spans_request(spans: Sequence[Any]) -> bytes:
 
 
 def encode_lean_span(span: Any) -> bytes | Encoded:
-    """:func:`encode_span` for a ``LeanSpan`` in one frame: the per-request path (same bytes)."""
-    d = span.__dict__
-    resource, scope = d["_resource"], d["_instrumentation_scope"] or None
+    """:func:`encode_span` for a ``LeanSpan`` in one frame: the per-request path (same bytes).
+
+    Fields are read as attributes, not through ``span.__dict__``: on CPython 3.11+ an
+    instance keeps its attributes inline and ``__dict__`` would build a dict per span.
+    """
+    resource, scope = span._resource, span._instrumentation_scope or None
     head = _pair_heads.get((id(resource), id(scope)))
     c_encode = _c_span_message
     if head is not None and c_encode is not None:
+        common = span._status is type(span)._status and not (  # still the class default
+            span._events
+            or span._links
+            or span._dropped_attributes
+            or span._dropped_events
+            or span._dropped_links
+        )
         out = c_encode(
-            d["_context"],
-            d["_parent"],
-            d["_name"],
-            d["_kind"]._value_,
-            d["_start_time"],
-            d["_end_time"],
-            d["_attributes"],
-            _STATUS_UNSET if _LEAN_RARE_FIELDS.isdisjoint(d) else _lean_tail(span),
+            span._context,
+            span._parent,
+            span._name,
+            span._kind._value_,
+            span._start_time,
+            span._end_time,
+            span._attributes,
+            _STATUS_UNSET if common else _lean_tail(span),
             head,
         )
         if out is not None:
