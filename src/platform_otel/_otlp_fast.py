@@ -367,13 +367,6 @@ def _span_message(
     return head + _ld(0x12, b"".join(parts))
 
 
-# LeanSpan fields that stay class defaults on almost every span (no events, links,
-# dropped counts or status): absent from the instance dict, the tail is "status unset".
-_LEAN_RARE_FIELDS = frozenset(
-    {"_events", "_links", "_status", "_dropped_attributes", "_dropped_events", "_dropped_links"}
-)
-
-
 def _lean_tail(span: Any) -> bytes:
     """Fields 10-15 of a LeanSpan (the rare ones: dropped counts, events, links, status)."""
     return _tail(
@@ -387,18 +380,27 @@ def _lean_tail(span: Any) -> bytes:
 
 
 def _lean_span(span: Any, head: bytes = b"") -> bytes:
-    """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes)."""
-    d = span.__dict__
-    tail = _STATUS_UNSET if _LEAN_RARE_FIELDS.isdisjoint(d) else _lean_tail(span)
+    """``_span`` for ``_lean_trace.LeanSpan``: its fields read directly (same bytes).
+
+    Read as attributes, not through ``span.__dict__``: on CPython 3.11+ an instance
+    keeps its attributes inline and ``__dict__`` would build a dict per span.
+    """
+    common = span._status is type(span)._status and not (  # status still the class default
+        span._events
+        or span._links
+        or span._dropped_attributes
+        or span._dropped_events
+        or span._dropped_links
+    )
     return _span_message(
-        d["_context"],
-        d["_parent"],
-        d["_name"],
-        d["_kind"]._value_,
-        d["_start_time"],
-        d["_end_time"],
-        d["_attributes"],
-        tail,
+        span._context,
+        span._parent,
+        span._name,
+        span._kind._value_,
+        span._start_time,
+        span._end_time,
+        span._attributes,
+        _STATUS_UNSET if common else _lean_tail(span),
         head,
     )
 
@@ -486,43 +488,18 @@ def encode_spans_request(spans: Sequence[Any]) -> bytes:
 
 
 def encode_lean_span(span: Any) -> bytes | Encoded:
-    """:func:`encode_span` for a ``LeanSpan`` in one frame: the per-request path (same bytes).
-
-    Fields are read as attributes, not through ``span.__dict__``: on CPython 3.11+ an
-    instance keeps its attributes inline and ``__dict__`` would build a dict per span.
-    """
-    resource, scope = span._resource, span._instrumentation_scope or None
-    head = _pair_heads.get((id(resource), id(scope)))
-    c_encode = _c_span_message
-    if head is not None and c_encode is not None:
-        common = span._status is type(span)._status and not (  # still the class default
-            span._events
-            or span._links
-            or span._dropped_attributes
-            or span._dropped_events
-            or span._dropped_links
-        )
-        out = c_encode(
-            span._context,
-            span._parent,
-            span._name,
-            span._kind._value_,
-            span._start_time,
-            span._end_time,
-            span._attributes,
-            _STATUS_UNSET if common else _lean_tail(span),
-            head,
-        )
-        if out is not None:
-            return out  # type: ignore[no-any-return]
+    """:func:`encode_span` for a ``LeanSpan`` whose (resource, scope) pair is registered: the
+    per-request path, with no registration step."""
+    head = _pair_heads.get((id(span._resource), id(span._instrumentation_scope or None)))
+    if head is not None:
+        return _lean_span(span, head)
     return encode_span(span)
 
 
 def encode_span(span: Any) -> bytes | Encoded:
     """One ended span, encoded now, as a queue item (see :func:`pair_head`, :class:`Encoded`)."""
     if getattr(span, "_platform_otel_lean", False):
-        d = span.__dict__
-        resource, scope = d["_resource"], d["_instrumentation_scope"] or None
+        resource, scope = span._resource, span._instrumentation_scope or None
         head = pair_head(resource, scope)
         if head is not None:
             return _lean_span(span, head)

@@ -23,7 +23,7 @@ the work per request reduced to what the telemetry needs:
   the connection's keep-alive timer, and a timer keeps a copy of the current
   context. With the span current, every request's span, attributes and context
   stayed alive in cancelled timers after the request, which made the garbage
-  collector run ~100 times more often than without telemetry and promoted
+  collector run about 50 times more often than without telemetry and promoted
   those objects into full collections (~30 ms pauses, several µs per request).
   That one call runs in the context the request started in (uvicorn writes no
   log line there); other servers, which may log there (hypercorn's access line),
