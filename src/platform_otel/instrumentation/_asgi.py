@@ -238,7 +238,8 @@ class ServerTelemetry:
         cls = type(owner)
         hit = self._isolating.get(cls)
         if hit is None:
-            hit = cls.__module__.startswith("uvicorn.")
+            module = getattr(cls, "__module__", None)
+            hit = isinstance(module, str) and module.startswith("uvicorn.")
             if len(self._isolating) < _CACHE_LIMIT:
                 self._isolating[cls] = hit
         return hit
