@@ -2,7 +2,9 @@
 
 Cases, run alternately (round-robin) so machine noise hits all of them alike;
 the table reports medians over rounds and ratios against the uninstrumented
-median of the same run:
+median of the same run (the target is checked on that ratio). The notes add the
+median of per-round ratios (each round's case against the uninstrumented run of
+the same round), which cancels the machine's drift between rounds:
 
 * uninstrumented;
 * ``platform_otel.init()`` (server span, duration histogram, log correlation,
@@ -84,9 +86,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     exported[label].append((after - before) / total)
             base = median(rps[cases[0][0]])
             base_p99 = median(p99[cases[0][0]])
+            base_runs = rps[cases[0][0]]
             for label, mode, _ in cases:
                 value = median(rps[label])
                 ratio = value / base if base else None
+                # Each round's case against the uninstrumented run of the same round: machine
+                # speed drifts between rounds, and this pairing cancels the drift.
+                paired = median([r / b for r, b in zip(rps[label], base_runs, strict=True) if b])
                 is_ours = mode.startswith("platform") and not mode.endswith("-sampled")
                 rows.append(
                     row(
@@ -100,6 +106,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         notes=(
                             f"p99 {median(p99[label]):.1f} ms (uninstrumented {base_p99:.1f} ms); "
                             f"{median(exported[label]):.0f} B of spans exported per request; "
+                            f"median of per-round ratios {paired:.2f}x; "
                             f"{rounds} round(s) x {seconds:.0f}s, {connections} connections"
                             + (f"; {errors[label]} errors" if errors[label] else "")
                         ),

@@ -57,7 +57,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
             finally:
                 del os.environ["BENCH_GC_STATS"]
             per_k = 1000.0 / max(result.requests, 1)
-            counts = [(after["collections"][g] - before["collections"][g]) * per_k for g in range(3)]
+            counts = [
+                (after["collections"][g] - before["collections"][g]) * per_k for g in range(3)
+            ]
             ms = sum(after["seconds"][g] - before["seconds"][g] for g in range(3)) * 1000 * per_k
             results[label] = (counts, ms, result.requests)
         base_ms = results[CASES[0][0]][1]

@@ -41,7 +41,6 @@ for _item in filter(None, os.environ.get("BENCH_ENV", "").split(";")):
     os.environ[_key] = _value
 
 
-
 def _write_gc_stats(path: str) -> None:
     """Count garbage collections and their time, written to ``path`` as JSON (bench_gc.py)."""
     import gc
