@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -195,3 +196,18 @@ def test_fast_encoding_matches_with_dropped_attributes_events_and_links() -> Non
             span.add_event(f"e{i}", {"x": i, "y": i})
     spans = list(exporter.get_finished_spans())
     assert ExportTraceServiceRequest.FromString(encode_spans_request(spans)) == encode_spans(spans)
+
+
+def test_queue_items_stay_correct_when_the_resource_scope_table_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 256 (resource, scope) pairs, spans are queued as ``Encoded`` objects: same request."""
+    from platform_otel import _otlp_fast
+
+    monkeypatch.setattr(_otlp_fast, "_pairs", [(object(), None)] * _otlp_fast._MAX_PAIRS)
+    monkeypatch.setattr(_otlp_fast, "_pair_heads", {})
+    spans = _varied_spans()
+    items = [_otlp_fast.encode_span(span) for span in spans]
+    assert all(isinstance(item, _otlp_fast.Encoded) for item in items)
+    request = ExportTraceServiceRequest.FromString(encode_spans_request(items))
+    assert request == encode_spans(spans)
