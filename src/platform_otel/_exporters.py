@@ -349,26 +349,33 @@ class ResilientExporter:
 
 
 class EncodingBatchSpanProcessor(BatchSpanProcessor):
-    """``BatchSpanProcessor`` that queues each span already encoded (``_otlp_fast.Encoded``).
+    """``BatchSpanProcessor`` that queues each span already encoded (``_otlp_fast.encode_span``).
 
     Used in front of an exporter with ``accepts_encoded``. The span is encoded by the
-    thread that ends it, while it is hot in the CPU cache, and the queue holds bytes
-    instead of span objects (nothing for the garbage collector to scan). In a uvicorn
-    worker under load this cut the export path's CPU per request by more than half
-    compared with encoding whole batches on the exporter thread (docs/performance.md).
+    thread that ends it, while it is hot in the CPU cache, and the queue holds plain
+    bytes instead of span objects (nothing for the garbage collector to track). In a
+    uvicorn worker under load this cut the export path's CPU per request by more than
+    half compared with encoding whole batches on the exporter thread
+    (docs/performance.md).
     """
+
+    def __init__(self, span_exporter: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(span_exporter, *args, **kwargs)
+        #: Queues one encoded item (lean spans that skip ``on_end`` use it too).
+        self.emit_encoded = queue_emitter(self._batch_processor)
 
     def on_end(self, span: Any) -> None:
         if not (span.context and span.context.trace_flags.sampled):
             return
-        emit_queued(self._batch_processor, encode_at_end(span))
+        self.emit_encoded(encode_at_end(span))
 
 
-def encode_at_end(span: Any) -> Any:
-    """The ended span as ``_otlp_fast.Encoded``; the span itself if encoding fails (reported
-    once), which the exporter then encodes the ordinary way."""
+def encode_at_end(span: Any, encode: Callable[[Any], Any] | None = None) -> Any:
+    """The ended span encoded as a queue item (by ``encode``, default
+    ``_otlp_fast.encode_span``); the span itself if encoding fails (reported once), which
+    the exporter then encodes the ordinary way."""
     try:
-        return _otlp_fast.encode_span(span)
+        return (encode or _otlp_fast.encode_span)(span)
     except Exception:
         from ._safety import report_internal_error
 

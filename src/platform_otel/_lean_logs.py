@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._exporters import emit_queued
+from ._exporters import queue_emitter
 
 __all__ = ["LeanLogEmitter"]
 
@@ -45,6 +45,7 @@ class LeanLogEmitter:
         self._encode = encode_log_record
         self._provider = provider
         self._queues = queues
+        self._emitters = [queue_emitter(q) for q in queues]  # no os.getpid() per record
         # Every queue feeds an _otlp_fast exporter: queue encoded bytes, build no SDK objects.
         self._encoded = all(
             getattr(q, "_exporter", None) is not None
@@ -133,8 +134,8 @@ class LeanLogEmitter:
                 dropped_attributes=getattr(attributes, "dropped", 0),
                 span_context=span_context,
             )
-            for queue in self._queues:
-                emit_queued(queue, item)
+            for emit in self._emitters:
+                emit(item)
             return True
         record = self._record_type.__new__(self._record_type)
         # The fields LogRecord.__init__ sets, without its second context lookup.
@@ -158,6 +159,6 @@ class LeanLogEmitter:
             instrumentation_scope=logger._instrumentation_scope,
             limits=limits,
         )
-        for queue in self._queues:
-            emit_queued(queue, readable)
+        for emit in self._emitters:
+            emit(readable)
         return True

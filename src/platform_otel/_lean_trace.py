@@ -259,14 +259,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
-                try:
-                    item: Any = tracer.encode(self)
-                except Exception:
-                    from ._safety import report_internal_error
-
-                    report_internal_error("encoding a span at end")
-                    item = self  # the exporter encodes it the ordinary way
-                tracer.emit(item)
+                tracer.emit(tracer.encode_at_end(self, tracer.encode))
             return
         processor._on_ending(self)
         processor.on_end(self)  # no copy: nothing changes a span once it has ended
@@ -305,13 +298,14 @@ class LeanTracer:
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
-        from ._exporters import queue_emitter
+        from ._exporters import encode_at_end
         from ._otlp_fast import encode_lean_span, pair_head
 
+        self.encode_at_end = encode_at_end
         self.encode = encode_lean_span
         self.emit: Callable[[Any], None] = lambda item: None
-        if self.direct_queue is not None:
-            self.emit = queue_emitter(self.direct_queue)
+        if self.direct_for is not None:
+            self.emit = self.direct_for[0].emit_encoded  # the processor's own emitter
             # Register the (resource, scope) pair now: encode_lean_span only looks it up.
             pair_head(sdk_tracer.resource, self.scope or None)
         self._random_ids = type(self.id_generator) is RandomIdGenerator
@@ -409,7 +403,7 @@ def _direct_queue(processor: Any) -> tuple[Any, Any]:
         isinstance(processors, tuple)
         and len(processors) == 1
         and type(processors[0]) is EncodingBatchSpanProcessor
-        and callable(getattr(getattr(processors[0], "_batch_processor", None), "emit", None))
+        and callable(getattr(processors[0], "emit_encoded", None))
     ):
         return processors, processors[0]._batch_processor
     return None, None
