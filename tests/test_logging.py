@@ -69,3 +69,40 @@ def test_bad_logging_arguments_are_the_apps_error_not_ours() -> None:
         assert result.rc == 0, str(result)
         assert "internal error" not in result.stderr, str(result)
         assert '"body": "%d items"' in result.stdout, str(result)
+
+
+def test_copied_records_are_the_generic_copy_and_the_hook_is_removed_on_shutdown() -> None:
+    """uvicorn copies every record it formats: the copy hook gives copy.copy's own result,
+    leaves subclasses with their own state methods to them, and is gone after shutdown()."""
+    code = textwrap.dedent(
+        """
+        import copy, logging
+        import platform_otel
+        platform_otel.init(service_name="copies", log_console="never",
+                           exporters={"traces": ["none"], "metrics": ["none"], "logs": ["none"]})
+        from opentelemetry import trace
+
+        class Stateful(logging.LogRecord):
+            def __getstate__(self):
+                state = dict(self.__dict__)
+                state["via_getstate"] = True
+                return state
+
+        with trace.get_tracer("t").start_as_current_span("work"):
+            record = logging.getLogger("app").makeRecord("app", 20, "f.py", 1, "hi %s", ("x",), None)
+        twin = copy.copy(record)
+        assert type(twin) is logging.LogRecord and twin is not record
+        assert twin.__dict__ == record.__dict__ and twin.__dict__ is not record.__dict__
+        assert twin.otelTraceID == record.otelTraceID != "0"
+        twin.msg = "changed"
+        assert record.msg == "hi %s"  # shallow copy, own dict
+        sub = Stateful("app", 20, "f.py", 1, "m", (), None)
+        assert copy.copy(sub).via_getstate is True  # the subclass's own protocol still runs
+        assert "__copy__" in vars(logging.LogRecord)
+        platform_otel.shutdown()
+        assert "__copy__" not in vars(logging.LogRecord)
+        print("OK")
+        """
+    )
+    result = run_python(code, {})
+    assert result.rc == 0 and "OK" in result.stdout, str(result)

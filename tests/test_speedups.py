@@ -173,3 +173,50 @@ def test_head_is_written_before_the_span_entry_and_bounded() -> None:
     assert plain is not None and _speedups.span_message(*args, b"\x07") == b"\x07" + plain
     with pytest.raises(ValueError):
         _speedups.span_message(*args, b"x" * 17)
+
+
+def test_lean_span_in_one_call_is_the_python_queue_item_or_none() -> None:
+    """``lean_span`` (LeanSpan.end's one C call) gives encode_lean_span's item for common spans
+    and None, for the Python encoder to handle, for everything else."""
+    from opentelemetry.sdk.resources import Resource
+
+    from platform_otel import _speedups
+    from platform_otel._lean_trace import LeanSpan
+
+    def one_call(span: Any) -> Any:
+        return _speedups.lean_span(
+            span, _otlp_fast._pair_heads, LeanSpan._status, _otlp_fast._STATUS_UNSET
+        )
+
+    spans = _lean_spans(
+        [{"http.route": "/x", "n": 7, "f": 0.5, "ok": True}, {}, {"u": "漢字"}]
+    )
+    top = SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1))  # every id bit set
+    from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+
+    spans += _lean_spans([{"a": 1}], parent=set_span_in_context(NonRecordingSpan(top), Context()))
+    for span in spans:
+        _otlp_fast.pair_head(span._resource, span._instrumentation_scope)
+    fast = [one_call(s) for s in spans]
+    _otlp_fast.use_speedups(False)
+    assert fast == [_otlp_fast.encode_lean_span(s) for s in spans]
+    assert all(type(item) is bytes for item in fast)
+
+    lean = lean_tracer(_PROVIDER.get_tracer("speedups", "1.0"))
+    assert lean is not None
+    rare = lean.start_span("rare", Context(), SpanKind.INTERNAL, {"k": "v"})
+    rare.set_status(StatusCode.ERROR, "boom")
+    rare.end()
+    evented = lean.start_span("evented", Context(), SpanKind.INTERNAL, {})
+    evented.add_event("retry")
+    evented.end()
+    other = TracerProvider(resource=Resource.create({"service.name": "never-registered"}))
+    unregistered = lean_tracer(other.get_tracer("x"))
+    assert unregistered is not None
+    stray = unregistered.start_span("stray", Context(), SpanKind.INTERNAL, {})
+    stray.end()
+    assert (_otlp_fast._pair_heads.get((id(stray._resource), id(stray._instrumentation_scope)))
+            is None)
+    assert [one_call(s) for s in (rare, evented, stray)] == [None, None, None]
+    with pytest.raises(TypeError):
+        _speedups.lean_span(spans[0], [], LeanSpan._status, b"")

@@ -259,7 +259,16 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # The provider's only processor is our EncodingBatchSpanProcessor (unchanged since
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
-                tracer.emit(tracer.encode_at_end(self, tracer.encode))
+                item = None
+                fast = tracer.otlp.c_lean_span  # C: the whole encoding in one call
+                if fast is not None:
+                    try:
+                        item = fast(self, tracer.heads, _UNSET, tracer.unset_tail)
+                    except Exception:
+                        item = None  # the Python encoder below decides, and reports
+                if item is None:  # an uncommon span (status, events...), or no C extension
+                    item = tracer.encode_at_end(self, tracer.encode)
+                tracer.emit(item)
             return
         processor._on_ending(self)
         processor.on_end(self)  # no copy: nothing changes a span once it has ended
@@ -298,11 +307,15 @@ class LeanTracer:
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
+        from . import _otlp_fast
         from ._exporters import encode_at_end
         from ._otlp_fast import encode_lean_span, pair_head
 
         self.encode_at_end = encode_at_end
         self.encode = encode_lean_span
+        self.otlp = _otlp_fast
+        self.heads = _otlp_fast._pair_heads
+        self.unset_tail = _otlp_fast._STATUS_UNSET
         self.emit: Callable[[Any], None] = lambda item: None
         if self.direct_for is not None:
             self.emit = self.direct_for[0].emit_encoded  # the processor's own emitter

@@ -13,10 +13,12 @@
  * plain str/bool/int/float, an int outside int64) it returns None and the Python
  * encoder runs. tests/test_speedups.py checks both give identical bytes.
  *
- * One function:
+ * Two functions:
  *
  *   span_message(context, parent, name, kind, start, end, attributes, tail[, head])
  *       -> bytes | None
+ *   lean_span(span, heads, unset_status, unset_tail) -> bytes | None
+ *       (span_message for a LeanSpan's fields, read here: one call at span end)
  *
  * ``context`` and ``parent`` are SpanContexts (6-tuples: trace_id, span_id,
  * is_remote, trace_flags, trace_state, is_valid); ``parent`` may be None.
@@ -40,8 +42,8 @@ typedef struct {
     unsigned char stack[1024];
 } Buffer;
 
-static int buf_reserve(Buffer *b, Py_ssize_t extra) {
-    if (b->len + extra <= b->cap) return 0;
+/* Out of line: only reached when the 1 KiB stack buffer is too small (rare). */
+static int buf_grow(Buffer *b, Py_ssize_t extra) {
     Py_ssize_t cap = b->cap * 2;
     while (cap < b->len + extra) cap *= 2;
     unsigned char *data;
@@ -60,20 +62,35 @@ static int buf_reserve(Buffer *b, Py_ssize_t extra) {
     return 0;
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define HOT_INLINE static inline
+#endif
+
+HOT_INLINE int buf_reserve(Buffer *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    return buf_grow(b, extra);
+}
+
 static void buf_free(Buffer *b) {
     if (b->data != b->stack) PyMem_Free(b->data);
 }
 
-static int put_bytes(Buffer *b, const void *src, Py_ssize_t n) {
+HOT_INLINE int put_bytes(Buffer *b, const void *src, Py_ssize_t n) {
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->data + b->len, src, n);
     b->len += n;
     return 0;
 }
 
-static int put_byte(Buffer *b, unsigned char c) { return put_bytes(b, &c, 1); }
+HOT_INLINE int put_byte(Buffer *b, unsigned char c) {
+    if (buf_reserve(b, 1) < 0) return -1;
+    b->data[b->len++] = c;
+    return 0;
+}
 
-static int varint_size(uint64_t v) {
+HOT_INLINE int varint_size(uint64_t v) {
     int n = 1;
     while (v >= 0x80) {
         v >>= 7;
@@ -82,7 +99,7 @@ static int varint_size(uint64_t v) {
     return n;
 }
 
-static int put_varint(Buffer *b, uint64_t v) {
+HOT_INLINE int put_varint(Buffer *b, uint64_t v) {
     unsigned char tmp[10];
     int n = 0;
     while (v >= 0x80) {
@@ -93,20 +110,20 @@ static int put_varint(Buffer *b, uint64_t v) {
     return put_bytes(b, tmp, n);
 }
 
-static int put_fixed64(Buffer *b, uint64_t v) {
+HOT_INLINE int put_fixed64(Buffer *b, uint64_t v) {
     unsigned char tmp[8];
     for (int i = 0; i < 8; i++) tmp[i] = (unsigned char)(v >> (8 * i));
     return put_bytes(b, tmp, 8);
 }
 
-static int put_be64(Buffer *b, uint64_t v) {
+HOT_INLINE int put_be64(Buffer *b, uint64_t v) {
     unsigned char tmp[8];
     for (int i = 0; i < 8; i++) tmp[i] = (unsigned char)(v >> (8 * (7 - i)));
     return put_bytes(b, tmp, 8);
 }
 
 /* A length-delimited field whose payload is UTF-8 text. */
-static int put_text(Buffer *b, unsigned char tag, const char *s, Py_ssize_t n) {
+HOT_INLINE int put_text(Buffer *b, unsigned char tag, const char *s, Py_ssize_t n) {
     if (put_byte(b, tag) < 0 || put_varint(b, (uint64_t)n) < 0) return -1;
     return put_bytes(b, s, n);
 }
@@ -114,7 +131,7 @@ static int put_text(Buffer *b, unsigned char tag, const char *s, Py_ssize_t n) {
 /* Result codes of the helpers: 0 written, -1 Python error raised, 1 not handled here. */
 #define NOT_HANDLED 1
 
-static int u64_of(PyObject *v, uint64_t *out) {
+HOT_INLINE int u64_of(PyObject *v, uint64_t *out) {
     if (!PyLong_CheckExact(v)) return NOT_HANDLED;
     unsigned long long x = PyLong_AsUnsignedLongLong(v);
     if (x == (unsigned long long)-1 && PyErr_Occurred()) {
@@ -125,20 +142,20 @@ static int u64_of(PyObject *v, uint64_t *out) {
     return 0;
 }
 
-/* A 128-bit id (trace id), big-endian. */
+/* A 128-bit id (trace id), big-endian, read from the int's digits (no temporary objects). */
 static int put_id128(Buffer *b, PyObject *v) {
-    if (!PyLong_CheckExact(v)) return NOT_HANDLED;
-    uint64_t low = (uint64_t)PyLong_AsUnsignedLongLongMask(v);
-    if (low == (uint64_t)-1 && PyErr_Occurred()) return -1;
-    static PyObject *sixty_four = NULL;
-    if (sixty_four == NULL && (sixty_four = PyLong_FromLong(64)) == NULL) return -1;
-    PyObject *high_obj = PyNumber_Rshift(v, sixty_four);
-    if (high_obj == NULL) return -1;
-    uint64_t high;
-    int r = u64_of(high_obj, &high);
-    Py_DECREF(high_obj);
-    if (r != 0) return r;
-    if (put_be64(b, high) < 0 || put_be64(b, low) < 0) return -1;
+    if (!PyLong_CheckExact(v) || Py_SIZE(v) < 0) return NOT_HANDLED;
+    if (buf_reserve(b, 16) < 0) return -1;
+#if PY_VERSION_HEX >= 0x030D0000
+    int r = _PyLong_AsByteArray((PyLongObject *)v, b->data + b->len, 16, 0, 0, 1);
+#else
+    int r = _PyLong_AsByteArray((PyLongObject *)v, b->data + b->len, 16, 0, 0);
+#endif
+    if (r < 0) { /* wider than 128 bits: the Python encoder decides */
+        PyErr_Clear();
+        return NOT_HANDLED;
+    }
+    b->len += 16;
     return 0;
 }
 
@@ -276,17 +293,9 @@ static int encode_body(Buffer *b, PyObject *const *args) {
 #define HEAD_MAX 16
 #define ROOM (HEAD_MAX + 11) /* head, the 0x12 tag and the length varint, written last */
 
-static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 8 && nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "span_message() takes 8 or 9 arguments");
-        return NULL;
-    }
-    PyObject *head = nargs == 9 ? args[8] : NULL;
-    if (head != NULL && (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) > HEAD_MAX)) {
-        PyErr_SetString(PyExc_ValueError, "span_message(): head must be bytes of at most 16");
-        return NULL;
-    }
+/* The queue item for fields args[0..7] (see span_message), preceded by ``head`` (may be
+ * NULL): a new reference, Py_None when not encodable here, NULL with an error set. */
+static PyObject *encode_entry(PyObject *const *args, PyObject *head) {
     Buffer b;
     b.data = b.stack;
     b.cap = sizeof(b.stack);
@@ -316,9 +325,103 @@ static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t 
     return out;
 }
 
+static int check_head(PyObject *head, const char *function) {
+    if (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) > HEAD_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): head must be bytes of at most 16", function);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 8 && nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "span_message() takes 8 or 9 arguments");
+        return NULL;
+    }
+    PyObject *head = nargs == 9 ? args[8] : NULL;
+    if (head != NULL && check_head(head, "span_message") < 0) return NULL;
+    return encode_entry(args, head);
+}
+
+/* Attribute names of a LeanSpan (interned at import). */
+enum {
+    F_STATUS, F_EVENTS, F_LINKS, F_DROPPED_ATTRIBUTES, F_DROPPED_EVENTS, F_DROPPED_LINKS,
+    F_RESOURCE, F_SCOPE, F_CONTEXT, F_PARENT, F_NAME, F_KIND, F_START, F_END, F_ATTRIBUTES,
+    F_VALUE, F_COUNT
+};
+static const char *const field_names[F_COUNT] = {
+    "_status", "_events", "_links", "_dropped_attributes", "_dropped_events", "_dropped_links",
+    "_resource", "_instrumentation_scope", "_context", "_parent", "_name", "_kind",
+    "_start_time", "_end_time", "_attributes", "_value_",
+};
+static PyObject *field_strings[F_COUNT];
+
+/*
+ * lean_span(span, heads, unset_status, unset_tail) -> bytes | None
+ *
+ * _otlp_fast.encode_lean_span for the common LeanSpan in one call: no status set, no
+ * events, links or dropped counts, a (resource, scope) pair registered in ``heads``
+ * (_otlp_fast._pair_heads, keyed by their ids). None for anything else: the caller
+ * then encodes it in Python.
+ */
+static PyObject *lean_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "lean_span() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *span = args[0], *heads = args[1], *unset_status = args[2], *unset_tail = args[3];
+    if (!PyDict_CheckExact(heads) || !PyBytes_CheckExact(unset_tail)) {
+        PyErr_SetString(PyExc_TypeError, "lean_span(): heads must be a dict, unset_tail bytes");
+        return NULL;
+    }
+    PyObject *v[F_COUNT] = {NULL};
+    PyObject *result = NULL, *key = NULL;
+    for (int i = 0; i < F_VALUE; i++) {
+        v[i] = PyObject_GetAttr(span, field_strings[i]);
+        if (v[i] == NULL) goto done;
+        if (i == F_STATUS && v[i] != unset_status) goto not_handled;
+        if (i >= F_EVENTS && i <= F_DROPPED_LINKS) {
+            int truth = PyObject_IsTrue(v[i]);
+            if (truth < 0) goto done;
+            if (truth) goto not_handled;
+        }
+    }
+    /* (id(resource), id(scope or None)) */
+    PyObject *scope = v[F_SCOPE];
+    int scope_truth = PyObject_IsTrue(scope);
+    if (scope_truth < 0) goto done;
+    key = Py_BuildValue("(NN)", PyLong_FromVoidPtr(v[F_RESOURCE]),
+                        PyLong_FromVoidPtr(scope_truth ? scope : Py_None));
+    if (key == NULL) goto done;
+    PyObject *head = PyDict_GetItemWithError(heads, key); /* borrowed */
+    if (head == NULL) {
+        if (PyErr_Occurred()) goto done;
+        goto not_handled;
+    }
+    if (check_head(head, "lean_span") < 0) goto done;
+    v[F_VALUE] = PyObject_GetAttr(v[F_KIND], field_strings[F_VALUE]);
+    if (v[F_VALUE] == NULL) goto done;
+    if (!PyDict_CheckExact(v[F_ATTRIBUTES])) goto not_handled;
+    PyObject *fields[8] = {v[F_CONTEXT], v[F_PARENT], v[F_NAME], v[F_VALUE],
+                           v[F_START],   v[F_END],    v[F_ATTRIBUTES], unset_tail};
+    result = encode_entry(fields, head);
+    goto done;
+not_handled:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(key);
+    for (int i = 0; i < F_COUNT; i++) Py_XDECREF(v[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"span_message", (PyCFunction)(void (*)(void))span_message, METH_FASTCALL,
      "The Span entry of a ScopeSpans message as wire bytes; None when not encodable here."},
+    {"lean_span", (PyCFunction)(void (*)(void))lean_span, METH_FASTCALL,
+     "A common LeanSpan's queue item (head + Span entry); None when not encodable here."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -329,6 +432,10 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
+    for (int i = 0; i < F_COUNT; i++) {
+        field_strings[i] = PyUnicode_InternFromString(field_names[i]);
+        if (field_strings[i] == NULL) return NULL;
+    }
     PyObject *span_module = PyImport_ImportModule("opentelemetry.trace.span");
     if (span_module != NULL) {
         default_trace_state = PyObject_GetAttrString(span_module, "DEFAULT_TRACE_STATE");
