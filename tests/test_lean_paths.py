@@ -125,6 +125,36 @@ def test_lean_span_reads_like_an_sdk_span() -> None:
     assert got.dropped_attributes == 2 and got.dropped_events == 1 and got.dropped_links == 1
 
 
+def test_name_and_two_attributes_in_one_call_follow_the_sdk_rules() -> None:
+    """``set_name_and_scalars`` (the server span's route and status at the end of a request)
+    ends as update_name + set_attribute would: without limits, and at length/count limits."""
+    for limits in (SpanLimits(), LIMITS, SpanLimits(max_span_attributes=3)):
+        sdk_provider, sdk_spans = _provider(span_limits=limits)
+        lean_provider, lean_spans = _provider(span_limits=limits)
+        sdk = sdk_provider.get_tracer("scope.x")
+        lean = lean_tracer(lean_provider.get_tracer("scope.x"))
+        assert lean is not None
+        first = {"http.request.method": "GET", "url.path": "/items/42", "a": 1}
+        expected = sdk.start_span("GET", Context(), SpanKind.SERVER, attributes=first)
+        expected.update_name("GET /items/{item_id}")
+        expected.set_attribute("http.route", "/items/{item_id}")
+        expected.set_attribute("http.response.status_code", 200)
+        expected.end()
+        got = lean.start_span("GET", Context(), SpanKind.SERVER, dict(first))
+        assert isinstance(got, LeanSpan)
+        got.set_name_and_scalars(
+            "GET /items/{item_id}", "http.route", "/items/{item_id}",
+            "http.response.status_code", 200,
+        )  # fmt: skip
+        got.end()
+        got.set_name_and_scalars("late", "x", 1, "y", None)  # after end: ignored
+        [sdk_span], [lean_span] = sdk_spans.get_finished_spans(), lean_spans.get_finished_spans()
+        assert _comparable(lean_span) == _comparable(sdk_span), limits
+    skipped = lean.start_span("GET", Context(), SpanKind.SERVER, {})
+    skipped.set_name_and_scalars(None, "http.route", None, "http.response.status_code", 404)
+    assert skipped.name == "GET" and dict(skipped.attributes) == {"http.response.status_code": 404}
+
+
 def test_lean_span_encodes_like_an_sdk_span() -> None:
     """Both OTLP encoders turn a lean span into the message they make of the same SDK span."""
     lean_provider, lean_spans = _provider(span_limits=LIMITS)

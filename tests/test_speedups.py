@@ -188,9 +188,7 @@ def test_lean_span_in_one_call_is_the_python_queue_item_or_none() -> None:
             span, _otlp_fast._pair_heads, LeanSpan._status, _otlp_fast._STATUS_UNSET
         )
 
-    spans = _lean_spans(
-        [{"http.route": "/x", "n": 7, "f": 0.5, "ok": True}, {}, {"u": "漢字"}]
-    )
+    spans = _lean_spans([{"http.route": "/x", "n": 7, "f": 0.5, "ok": True}, {}, {"u": "漢字"}])
     top = SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1))  # every id bit set
     from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 
@@ -215,8 +213,9 @@ def test_lean_span_in_one_call_is_the_python_queue_item_or_none() -> None:
     assert unregistered is not None
     stray = unregistered.start_span("stray", Context(), SpanKind.INTERNAL, {})
     stray.end()
-    assert (_otlp_fast._pair_heads.get((id(stray._resource), id(stray._instrumentation_scope)))
-            is None)
+    assert (
+        _otlp_fast._pair_heads.get((id(stray._resource), id(stray._instrumentation_scope))) is None
+    )
     assert [one_call(s) for s in (rare, evented, stray)] == [None, None, None]
     with pytest.raises(TypeError):
         _speedups.lean_span(spans[0], [], LeanSpan._status, b"")

@@ -161,6 +161,31 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                 return
         attributes[key] = value
 
+    def set_name_and_scalars(
+        self, name: str | None, key_a: str, value_a: Any, key_b: str, value_b: Any
+    ) -> None:
+        """``update_name`` and up to two ``set_attribute`` calls in one (a server span's route
+        and status at the end of a request). Values are str or int, or None to skip."""
+        if self._end_time is not None:
+            return
+        tracer = self._tracer
+        attributes = self._attributes
+        if tracer.max_attribute_length is not None or len(attributes) + 2 > tracer.max_attributes:
+            # A limit could apply: the general path, with its rules.
+            if name is not None:
+                self.update_name(name)
+            if value_a is not None:
+                self.set_attribute(key_a, value_a)
+            if value_b is not None:
+                self.set_attribute(key_b, value_b)
+            return
+        if name is not None:
+            self._name = name
+        if value_a is not None:
+            attributes[key_a] = value_a
+        if value_b is not None:
+            attributes[key_b] = value_b
+
     def _evict_oldest_attribute(self) -> None:
         """The SDK's rule when the attribute limit is reached: the oldest attribute goes."""
         self._dropped_attributes += 1
@@ -333,8 +358,9 @@ class LeanTracer:
     ) -> trace_api.Span:
         """Start a span whose parent is the span in ``context``; ``attributes`` is taken over.
 
-        The attribute values must be valid scalars already (the caller builds them);
-        later ``set_attribute`` calls are validated.
+        The attribute values must be valid scalars already (the caller builds them); span
+        limits (value length, count) apply to them as in the SDK, and later
+        ``set_attribute`` calls are validated.
         """
         # An empty context (a request without propagation headers) has no parent: skip the lookup.
         parent: SpanContext | None = (
@@ -392,15 +418,19 @@ class LeanTracer:
             span_context = SpanContext(trace_id, span_id, False, flags, trace_state)
         if sampled is None:
             return trace_api.NonRecordingSpan(span_context)
+        limited = self.max_attribute_length is not None or len(attributes) > self.max_attributes
         span = LeanSpan(
             self,
             name,
             span_context,
             parent,
             kind,
-            attributes,
+            {} if limited else attributes,
             start_time if start_time is not None else time_ns(),
         )
+        if limited:  # a length or count limit applies: the SDK's rules, one attribute at a time
+            for key, value in attributes.items():
+                span.set_attribute(key, value)
         if self.direct_queue is None or self.processor._span_processors is not self.direct_for:
             # (The encoding batch processor, when it is the only one, does nothing on start.)
             self.processor.on_start(span, parent_context=context)

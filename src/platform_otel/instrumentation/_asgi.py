@@ -53,7 +53,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from .._context import current_var, span_context_with
 from .._lean_metrics import LeanHistogram
-from .._lean_trace import lean_tracer
+from .._lean_trace import LeanSpan, lean_tracer
 from .._safety import report_internal_error
 from .logging import EXCEPTION_SPAN_ATTR
 
@@ -331,7 +331,15 @@ class ServerTelemetry:
                 error = _error_type(exc)
             elif status >= 500:
                 error = str(status)
-            if span.is_recording():
+            if error is None and type(span) is LeanSpan:  # the common case, in one call
+                span.set_name_and_scalars(
+                    None if route is None else self._span_name(span_method, route),
+                    HTTP_ROUTE,
+                    route,
+                    HTTP_RESPONSE_STATUS_CODE,
+                    status or None,
+                )
+            elif span.is_recording():
                 if route is not None:
                     span.update_name(self._span_name(span_method, route))
                     span.set_attribute(HTTP_ROUTE, route)
