@@ -175,47 +175,58 @@ def test_head_is_written_before_the_span_entry_and_bounded() -> None:
         _speedups.span_message(*args, b"x" * 17)
 
 
-def test_lean_span_in_one_call_is_the_python_queue_item_or_none() -> None:
-    """``lean_span`` (LeanSpan.end's one C call) gives encode_lean_span's item for common spans
-    and None, for the Python encoder to handle, for everything else."""
+def test_lean_span_end_queues_the_encoders_item_for_common_and_uncommon_spans() -> None:
+    """LeanSpan.end encodes common spans inline (one C call); spans with a status, events,
+    links or dropped attributes go to the general encoder. Either way the queued item is
+    encode_lean_span's, byte for byte, from C and from Python."""
     from opentelemetry.sdk.resources import Resource
-
-    from platform_otel import _speedups
-    from platform_otel._lean_trace import LeanSpan
-
-    def one_call(span: Any) -> Any:
-        return _speedups.lean_span(
-            span, _otlp_fast._pair_heads, LeanSpan._status, _otlp_fast._STATUS_UNSET
-        )
-
-    spans = _lean_spans([{"http.route": "/x", "n": 7, "f": 0.5, "ok": True}, {}, {"u": "漢字"}])
-    top = SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1))  # every id bit set
+    from opentelemetry.sdk.trace import SpanLimits
     from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 
-    spans += _lean_spans([{"a": 1}], parent=set_span_in_context(NonRecordingSpan(top), Context()))
-    for span in spans:
-        _otlp_fast.pair_head(span._resource, span._instrumentation_scope)
-    fast = [one_call(s) for s in spans]
-    _otlp_fast.use_speedups(False)
-    assert fast == [_otlp_fast.encode_lean_span(s) for s in spans]
-    assert all(type(item) is bytes for item in fast)
+    from platform_otel._exporters import EncodingBatchSpanProcessor
 
-    lean = lean_tracer(_PROVIDER.get_tracer("speedups", "1.0"))
-    assert lean is not None
-    rare = lean.start_span("rare", Context(), SpanKind.INTERNAL, {"k": "v"})
-    rare.set_status(StatusCode.ERROR, "boom")
-    rare.end()
-    evented = lean.start_span("evented", Context(), SpanKind.INTERNAL, {})
-    evented.add_event("retry")
-    evented.end()
-    other = TracerProvider(resource=Resource.create({"service.name": "never-registered"}))
-    unregistered = lean_tracer(other.get_tracer("x"))
-    assert unregistered is not None
-    stray = unregistered.start_span("stray", Context(), SpanKind.INTERNAL, {})
-    stray.end()
-    assert (
-        _otlp_fast._pair_heads.get((id(stray._resource), id(stray._instrumentation_scope))) is None
-    )
-    assert [one_call(s) for s in (rare, evented, stray)] == [None, None, None]
-    with pytest.raises(TypeError):
-        _speedups.lean_span(spans[0], [], LeanSpan._status, b"")
+    class Discard:
+        def export(self, spans: Any) -> Any:
+            return None
+
+        def shutdown(self) -> None:
+            pass
+
+    def run() -> tuple[list[Any], list[Any]]:
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "inline"}),
+            span_limits=SpanLimits(max_span_attributes=4),
+        )
+        provider.add_span_processor(EncodingBatchSpanProcessor(Discard()))  # type: ignore[arg-type]
+        lean = lean_tracer(provider.get_tracer("inline.scope", "1.0"))
+        assert lean is not None and lean.direct_queue is not None
+        queued: list[Any] = []
+        lean.emit = queued.append  # type: ignore[method-assign]
+        top = SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1))  # every id bit set
+        child_of_top = set_span_in_context(NonRecordingSpan(top), Context())
+        spans = []
+        for i, parent in enumerate([Context(), child_of_top, Context(), Context(), Context()]):
+            span = lean.start_span(f"op {i}", parent, SpanKind.SERVER, {"a": i, "s": "漢字"})
+            if i == 2:
+                span.set_status(StatusCode.ERROR, "boom")
+            if i == 3:
+                span.add_event("retry", {"attempt": 2})
+            if i == 4:
+                for k in range(6):  # two over the limit of 4: dropped attributes
+                    span.set_attribute(f"k{k}", k)
+            span.end()
+            spans.append(span)
+        provider.shutdown()
+        return queued, spans
+
+    fast, fast_spans = run()
+    _otlp_fast.use_speedups(False)
+    python, python_spans = run()
+    assert [s._uncommon for s in fast_spans] == [False, False, True, True, True]
+    assert all(type(item) is bytes for item in fast + python)
+
+    # Each item is the pure-Python encode_lean_span's for its span.
+    assert fast == [_otlp_fast.encode_lean_span(s) for s in fast_spans]
+    assert python == [_otlp_fast.encode_lean_span(s) for s in python_spans]
+    request = _otlp_fast.encode_spans_request(fast)
+    assert ExportTraceServiceRequest.FromString(request) == encode_spans(fast_spans)

@@ -66,6 +66,7 @@ _SCALARS = (str, bool, int, float)
 _getrandbits = random.getrandbits
 _new_tuple = tuple.__new__
 _DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
+_STATUS_UNSET_FIELD = b"\x7a\x00"  # an unset Status, encoded (_otlp_fast._STATUS_UNSET)
 
 
 def _clean(key: str, value: Any, max_len: int | None) -> Any:
@@ -93,6 +94,9 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     _dropped_attributes = 0
     _dropped_events = 0
     _dropped_links = 0
+    # Set once a status, event, link or dropped count is written: end() then leaves the
+    # span to the general encoder instead of encoding its fields inline.
+    _uncommon = False
 
     def __init__(
         self,
@@ -188,6 +192,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
 
     def _evict_oldest_attribute(self) -> None:
         """The SDK's rule when the attribute limit is reached: the oldest attribute goes."""
+        self._uncommon = True
         self._dropped_attributes += 1
         if self._attributes:
             del self._attributes[next(iter(self._attributes))]
@@ -227,6 +232,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
     def _append_limited(self, field: str, limit: int, make: Callable[[], Any]) -> None:
         """Append to ``_events`` or ``_links`` under the SDK's limit rule (BoundedList):
         the oldest entry makes room, each one dropped is counted in ``_dropped<field>``."""
+        self._uncommon = True
         dropped = "_dropped" + field
         if limit <= 0:
             setattr(self, dropped, getattr(self, dropped) + 1)
@@ -250,8 +256,10 @@ class LeanSpan(trace_api.Span, ReadableSpan):
         if isinstance(status, Status):
             if status.status_code is not StatusCode.UNSET:
                 self._status = status
+                self._uncommon = True
         elif status is not StatusCode.UNSET:
             self._status = Status(status, description)
+            self._uncommon = True
 
     def record_exception(
         self,
@@ -285,13 +293,28 @@ class LeanSpan(trace_api.Span, ReadableSpan):
             # the tracer looked): do what its on_end does, without the dispatch layers.
             if self._context[3] & 1:  # SpanContext.trace_flags, SAMPLED bit
                 item = None
-                fast = tracer.otlp.c_lean_span  # C: the whole encoding in one call
-                if fast is not None:
+                c_encode = tracer.otlp._c_span_message
+                pair = tracer.head_pair  # (resource, its queue-item head) of this tracer
+                if self._resource is not pair[0]:
+                    pair = tracer.pair_for(self._resource)
+                if c_encode is not None and not self._uncommon and pair[1] is not None:
+                    # The common span, encoded by one C call with its fields read here: what
+                    # encode_lean_span does through four Python frames (same bytes).
                     try:
-                        item = fast(self, tracer.heads, _UNSET, tracer.unset_tail)
+                        item = c_encode(
+                            self._context,
+                            self._parent,
+                            self._name,
+                            self._kind._value_,
+                            self._start_time,
+                            self._end_time,
+                            self._attributes,
+                            _STATUS_UNSET_FIELD,
+                            pair[1],
+                        )
                     except Exception:
-                        item = None  # the Python encoder below decides, and reports
-                if item is None:  # an uncommon span (status, events...), or no C extension
+                        item = None  # the general encoder below decides, and reports
+                if item is None:
                     item = tracer.encode_at_end(self, tracer.encode)
                 tracer.emit(item)
             return
@@ -339,14 +362,23 @@ class LeanTracer:
         self.encode_at_end = encode_at_end
         self.encode = encode_lean_span
         self.otlp = _otlp_fast
-        self.heads = _otlp_fast._pair_heads
-        self.unset_tail = _otlp_fast._STATUS_UNSET
+        # (resource, head) for LeanSpan.end's inline encoding; head None where the
+        # (resource, scope) pair has none (the pair table is full).
+        self.head_pair: tuple[Any, bytes | None] = (None, None)
+        self._pair_head = pair_head
         self.emit: Callable[[Any], None] = lambda item: None
         if self.direct_for is not None:
             self.emit = self.direct_for[0].emit_encoded  # the processor's own emitter
             # Register the (resource, scope) pair now: encode_lean_span only looks it up.
-            pair_head(sdk_tracer.resource, self.scope or None)
+            self.pair_for(sdk_tracer.resource)
         self._random_ids = type(self.id_generator) is RandomIdGenerator
+
+    def pair_for(self, resource: Any) -> tuple[Any, bytes | None]:
+        """(resource, head): the queue-item head of ``resource`` with this tracer's scope,
+        registered now, and kept for the next span (one tuple: atomic for other threads)."""
+        pair = (resource, self._pair_head(resource, self.scope or None))
+        self.head_pair = pair
+        return pair
 
     def start_span(
         self,

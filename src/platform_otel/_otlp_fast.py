@@ -46,27 +46,23 @@ _CACHE_LIMIT = 8192
 
 
 def _load_c_encoder() -> Any:
-    """The optional C extension ``_speedups`` when it was built, else None."""
+    """``_speedups.span_message`` when the optional C extension was built, else None."""
     try:
         from . import _speedups
     except ImportError:
         return None
-    return _speedups
+    return _speedups.span_message
 
 
 # The optional C encoder (``_speedups.c``): the same bytes for the common span, in one buffer.
-_speedups_module: Any = _load_c_encoder()
-_c_span_message: Any = getattr(_speedups_module, "span_message", None)
-#: ``_speedups.lean_span`` (a LeanSpan's queue item in one call; see LeanSpan.end), or None.
-c_lean_span: Any = getattr(_speedups_module, "lean_span", None)
+# (LeanSpan.end calls it directly for its common spans.)
+_c_span_message: Any = _load_c_encoder()
 
 
 def use_speedups(enabled: bool) -> bool:
     """Turn the C encoder on or off (``PLATFORM_OTEL_OTLP_ENCODER=python``); True if it is on."""
-    global _c_span_message, c_lean_span
-    module = _load_c_encoder() if enabled else None
-    _c_span_message = getattr(module, "span_message", None)
-    c_lean_span = getattr(module, "lean_span", None)
+    global _c_span_message
+    _c_span_message = _load_c_encoder() if enabled else None
     return _c_span_message is not None
 
 

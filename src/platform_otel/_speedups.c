@@ -13,12 +13,10 @@
  * plain str/bool/int/float, an int outside int64) it returns None and the Python
  * encoder runs. tests/test_speedups.py checks both give identical bytes.
  *
- * Two functions:
+ * One function:
  *
  *   span_message(context, parent, name, kind, start, end, attributes, tail[, head])
  *       -> bytes | None
- *   lean_span(span, heads, unset_status, unset_tail) -> bytes | None
- *       (span_message for a LeanSpan's fields, read here: one call at span end)
  *
  * ``context`` and ``parent`` are SpanContexts (6-tuples: trace_id, span_id,
  * is_remote, trace_flags, trace_state, is_valid); ``parent`` may be None.
@@ -144,14 +142,14 @@ HOT_INLINE int u64_of(PyObject *v, uint64_t *out) {
 
 /* A 128-bit id (trace id), big-endian, read from the int's digits (no temporary objects). */
 static int put_id128(Buffer *b, PyObject *v) {
-    if (!PyLong_CheckExact(v) || Py_SIZE(v) < 0) return NOT_HANDLED;
+    if (!PyLong_CheckExact(v)) return NOT_HANDLED;
     if (buf_reserve(b, 16) < 0) return -1;
 #if PY_VERSION_HEX >= 0x030D0000
     int r = _PyLong_AsByteArray((PyLongObject *)v, b->data + b->len, 16, 0, 0, 1);
 #else
     int r = _PyLong_AsByteArray((PyLongObject *)v, b->data + b->len, 16, 0, 0);
 #endif
-    if (r < 0) { /* wider than 128 bits: the Python encoder decides */
+    if (r < 0) { /* negative, or wider than 128 bits: the Python encoder decides */
         PyErr_Clear();
         return NOT_HANDLED;
     }
@@ -293,9 +291,17 @@ static int encode_body(Buffer *b, PyObject *const *args) {
 #define HEAD_MAX 16
 #define ROOM (HEAD_MAX + 11) /* head, the 0x12 tag and the length varint, written last */
 
-/* The queue item for fields args[0..7] (see span_message), preceded by ``head`` (may be
- * NULL): a new reference, Py_None when not encodable here, NULL with an error set. */
-static PyObject *encode_entry(PyObject *const *args, PyObject *head) {
+static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 8 && nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "span_message() takes 8 or 9 arguments");
+        return NULL;
+    }
+    PyObject *head = nargs == 9 ? args[8] : NULL;
+    if (head != NULL && (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) > HEAD_MAX)) {
+        PyErr_SetString(PyExc_ValueError, "span_message(): head must be bytes of at most 16");
+        return NULL;
+    }
     Buffer b;
     b.data = b.stack;
     b.cap = sizeof(b.stack);
@@ -325,103 +331,9 @@ static PyObject *encode_entry(PyObject *const *args, PyObject *head) {
     return out;
 }
 
-static int check_head(PyObject *head, const char *function) {
-    if (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) > HEAD_MAX) {
-        PyErr_Format(PyExc_ValueError, "%s(): head must be bytes of at most 16", function);
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *span_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 8 && nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "span_message() takes 8 or 9 arguments");
-        return NULL;
-    }
-    PyObject *head = nargs == 9 ? args[8] : NULL;
-    if (head != NULL && check_head(head, "span_message") < 0) return NULL;
-    return encode_entry(args, head);
-}
-
-/* Attribute names of a LeanSpan (interned at import). */
-enum {
-    F_STATUS, F_EVENTS, F_LINKS, F_DROPPED_ATTRIBUTES, F_DROPPED_EVENTS, F_DROPPED_LINKS,
-    F_RESOURCE, F_SCOPE, F_CONTEXT, F_PARENT, F_NAME, F_KIND, F_START, F_END, F_ATTRIBUTES,
-    F_VALUE, F_COUNT
-};
-static const char *const field_names[F_COUNT] = {
-    "_status", "_events", "_links", "_dropped_attributes", "_dropped_events", "_dropped_links",
-    "_resource", "_instrumentation_scope", "_context", "_parent", "_name", "_kind",
-    "_start_time", "_end_time", "_attributes", "_value_",
-};
-static PyObject *field_strings[F_COUNT];
-
-/*
- * lean_span(span, heads, unset_status, unset_tail) -> bytes | None
- *
- * _otlp_fast.encode_lean_span for the common LeanSpan in one call: no status set, no
- * events, links or dropped counts, a (resource, scope) pair registered in ``heads``
- * (_otlp_fast._pair_heads, keyed by their ids). None for anything else: the caller
- * then encodes it in Python.
- */
-static PyObject *lean_span(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "lean_span() takes 4 arguments");
-        return NULL;
-    }
-    PyObject *span = args[0], *heads = args[1], *unset_status = args[2], *unset_tail = args[3];
-    if (!PyDict_CheckExact(heads) || !PyBytes_CheckExact(unset_tail)) {
-        PyErr_SetString(PyExc_TypeError, "lean_span(): heads must be a dict, unset_tail bytes");
-        return NULL;
-    }
-    PyObject *v[F_COUNT] = {NULL};
-    PyObject *result = NULL, *key = NULL;
-    for (int i = 0; i < F_VALUE; i++) {
-        v[i] = PyObject_GetAttr(span, field_strings[i]);
-        if (v[i] == NULL) goto done;
-        if (i == F_STATUS && v[i] != unset_status) goto not_handled;
-        if (i >= F_EVENTS && i <= F_DROPPED_LINKS) {
-            int truth = PyObject_IsTrue(v[i]);
-            if (truth < 0) goto done;
-            if (truth) goto not_handled;
-        }
-    }
-    /* (id(resource), id(scope or None)) */
-    PyObject *scope = v[F_SCOPE];
-    int scope_truth = PyObject_IsTrue(scope);
-    if (scope_truth < 0) goto done;
-    key = Py_BuildValue("(NN)", PyLong_FromVoidPtr(v[F_RESOURCE]),
-                        PyLong_FromVoidPtr(scope_truth ? scope : Py_None));
-    if (key == NULL) goto done;
-    PyObject *head = PyDict_GetItemWithError(heads, key); /* borrowed */
-    if (head == NULL) {
-        if (PyErr_Occurred()) goto done;
-        goto not_handled;
-    }
-    if (check_head(head, "lean_span") < 0) goto done;
-    v[F_VALUE] = PyObject_GetAttr(v[F_KIND], field_strings[F_VALUE]);
-    if (v[F_VALUE] == NULL) goto done;
-    if (!PyDict_CheckExact(v[F_ATTRIBUTES])) goto not_handled;
-    PyObject *fields[8] = {v[F_CONTEXT], v[F_PARENT], v[F_NAME], v[F_VALUE],
-                           v[F_START],   v[F_END],    v[F_ATTRIBUTES], unset_tail};
-    result = encode_entry(fields, head);
-    goto done;
-not_handled:
-    Py_INCREF(Py_None);
-    result = Py_None;
-done:
-    Py_XDECREF(key);
-    for (int i = 0; i < F_COUNT; i++) Py_XDECREF(v[i]);
-    return result;
-}
-
 static PyMethodDef methods[] = {
     {"span_message", (PyCFunction)(void (*)(void))span_message, METH_FASTCALL,
      "The Span entry of a ScopeSpans message as wire bytes; None when not encodable here."},
-    {"lean_span", (PyCFunction)(void (*)(void))lean_span, METH_FASTCALL,
-     "A common LeanSpan's queue item (head + Span entry); None when not encodable here."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -432,10 +344,6 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    for (int i = 0; i < F_COUNT; i++) {
-        field_strings[i] = PyUnicode_InternFromString(field_names[i]);
-        if (field_strings[i] == NULL) return NULL;
-    }
     PyObject *span_module = PyImport_ImportModule("opentelemetry.trace.span");
     if (span_module != NULL) {
         default_trace_state = PyObject_GetAttrString(span_module, "DEFAULT_TRACE_STATE");
