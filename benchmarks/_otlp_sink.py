@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     server, port, counts = start(args.port)
-    print(f"PORT {port}", flush=True)
     done = threading.Event()
 
     def report(*_: object) -> None:
@@ -73,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     signal.signal(signal.SIGUSR1, report)
+    # Only now: a SIGUSR1 that arrived before its handler was installed killed the sink (the
+    # signal's default action), and every export of the run then failed silently.
+    print(f"PORT {port}", flush=True)
     while not done.wait(0.2):
         pass
     server.stop(0)

@@ -79,6 +79,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         result = load(srv.url, seconds, connections)
                     time.sleep(0.3)  # let the final flush land before reading the counts
                     after = s.counts().get("traces", {}).get("bytes", 0)
+                    if s.proc.poll() is not None:  # every export would fail from here on
+                        raise RuntimeError("the OTLP sink exited: no live receiver to measure")
                     rps[label].append(result.rps)
                     p99[label].append(result.p99_ms)
                     errors[label] += result.errors

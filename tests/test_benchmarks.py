@@ -53,3 +53,24 @@ def test_profile_summary_groups_self_time_and_skips_idle_threads() -> None:
     assert "CPU samples: 100 (idle thread samples left out: 500)" in out
     assert "| sdk trace (span create/end, processors) | 30.0% |" in out
     assert "| fastapi + starlette (app) | 70.0% |" in out
+
+
+def test_sink_answers_a_count_request_sent_as_soon_as_it_started() -> None:
+    """The OTLP sink installs its SIGUSR1 handler before announcing its port. Before, a count
+    asked for at once could arrive first and kill it (the signal's default action), and a whole
+    FastAPI run was then measured with every export failing. Busy CPUs make the sink lose the
+    race often (10 of 30 starts died with the old order)."""
+    import subprocess
+
+    common = _import("_common")
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        for _ in range(15):
+            with common.sink() as s:
+                counts = s.counts()
+                assert counts.get("traces") == {"requests": 0, "bytes": 0}, counts
+                assert s.proc.poll() is None
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
