@@ -66,7 +66,6 @@ _SCALARS = (str, bool, int, float)
 _getrandbits = random.getrandbits
 _new_tuple = tuple.__new__
 _DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
-_STATUS_UNSET_FIELD = b"\x7a\x00"  # an unset Status, encoded (_otlp_fast._STATUS_UNSET)
 
 
 def _clean(key: str, value: Any, max_len: int | None) -> Any:
@@ -309,7 +308,7 @@ class LeanSpan(trace_api.Span, ReadableSpan):
                             self._start_time,
                             self._end_time,
                             self._attributes,
-                            _STATUS_UNSET_FIELD,
+                            tracer.status_unset,
                             pair[1],
                         )
                     except Exception:
@@ -362,6 +361,7 @@ class LeanTracer:
         self.encode_at_end = encode_at_end
         self.encode = encode_lean_span
         self.otlp = _otlp_fast
+        self.status_unset = _otlp_fast._STATUS_UNSET  # the encoded tail of a span without status
         # (resource, head) for LeanSpan.end's inline encoding; head None where the
         # (resource, scope) pair has none (the pair table is full).
         self.head_pair: tuple[Any, bytes | None] = (None, None)
