@@ -386,13 +386,9 @@ def _lean_span(span: Any, head: bytes = b"") -> bytes:
     Read as attributes, not through ``span.__dict__``: on CPython 3.11+ an instance
     keeps its attributes inline and ``__dict__`` would build a dict per span.
     """
-    common = span._status is type(span)._status and not (  # status still the class default
-        span._events
-        or span._links
-        or span._dropped_attributes
-        or span._dropped_events
-        or span._dropped_links
-    )
+    # No status, events, links or dropped counts written (the flag LeanSpan's writers set;
+    # LeanSpan.end encodes such spans inline with the same rule).
+    common = not span._uncommon
     return _span_message(
         span._context,
         span._parent,

@@ -98,7 +98,6 @@ class _State:
     old_call_handlers: Any = None
     console_handler: logging.Handler | None = None
     old_root_level: int | None = None
-    copy_installed = False
 
 
 _state = _State()
@@ -157,7 +156,7 @@ def _install_factory() -> None:
             # The record's attribute dict is rebuilt in one step instead of taking nine
             # stores: past ~21 keys a dict is resized and its key table leaves the small-
             # object allocator, and stores one at a time paid that several times per record
-            # (docs/performance.md, "Log correlation").
+            # (docs/performance.md, "Log records and span end").
             if ctx[5]:
                 # printf-style: the cheapest int-to-hex here (about half of format()'s cost).
                 trace_id = "%032x" % ctx[0]  # noqa: UP031
@@ -218,7 +217,6 @@ def _install_copy() -> None:
     if "__copy__" in vars(logging.LogRecord):  # somebody else's: leave it
         return
     logging.LogRecord.__copy__ = _copy_record  # type: ignore[attr-defined]
-    _state.copy_installed = True
 
 
 def _json_line(record: logging.LogRecord) -> str:
@@ -460,7 +458,7 @@ def uninstrument() -> None:
         return
     if _state.old_factory is not None:
         logging.setLogRecordFactory(_state.old_factory)
-    if _state.copy_installed and vars(logging.LogRecord).get("__copy__") is _copy_record:
+    if vars(logging.LogRecord).get("__copy__") is _copy_record:  # ours, not somebody else's
         del logging.LogRecord.__copy__  # type: ignore[attr-defined]
     if _state.old_format is not None:
         logging.Handler.format = _state.old_format  # type: ignore[method-assign]
