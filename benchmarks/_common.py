@@ -212,8 +212,12 @@ def server(
     access_log: bool = True,
     official_wrapper: bool = False,
     log_path: Path | None = None,
+    extra_path: Path | None = None,
 ) -> Iterator[Server]:
-    """Run ``benchmarks/apps/hello.py`` under one uvicorn worker in the given mode."""
+    """Run ``benchmarks/apps/hello.py`` under one uvicorn worker in the given mode.
+
+    ``extra_path`` goes first on the server's ``PYTHONPATH`` (``standard_server_deps``).
+    """
     port = free_port()
     cmd = [
         str(_BIN / "uvicorn"),
@@ -228,6 +232,8 @@ def server(
     if not access_log:
         cmd.append("--no-access-log")
     env = bench_env(BENCH_MODE=mode, **otlp_env(endpoint))
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env["PYTHONPATH"]])
     cmd = _pinned(cmd, "server")
     if official_wrapper:
         cmd = [str(_BIN / "opentelemetry-instrument"), *cmd]
@@ -246,6 +252,28 @@ def server(
     finally:
         _stop(proc)
         out.close()
+
+
+STANDARD_DEPS = ("httptools", "uvloop")  # what ``uvicorn[standard]`` adds for HTTP/1.1 and the loop
+
+
+def standard_server_deps() -> Path | None:
+    """A directory holding ``httptools`` and ``uvloop`` (``uvicorn[standard]``'s fast HTTP
+    parser and event loop), installed once with pip into ``benchmarks/.cache``; ``None``
+    when they cannot be installed. Kept out of the project's environment on purpose:
+    with them importable, every uvicorn in the test suite would switch parser and loop.
+    """
+    target = BENCH_DIR / ".cache" / f"uvicorn-standard-py{sys.version_info[0]}{sys.version_info[1]}"
+    if all((target / name).is_dir() for name in STANDARD_DEPS):
+        return target
+    done = subprocess.run(
+        [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(target), *STANDARD_DEPS],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 or not all((target / name).is_dir() for name in STANDARD_DEPS):
+        return None
+    return target
 
 
 def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float = 30.0) -> None:

@@ -13,8 +13,15 @@ arithmetic one, and the telemetry's instructions cost a real worker about three
 times what the same count costs on average (docs/performance.md). Use it to
 compare two versions of the same code, not to predict throughput.
 
-Usage: ``python benchmarks/instructions.py [MODE[+VAR=VALUE;...]] ...``
-(default: ``none platform``; needs ``valgrind``). Example:
+``--server`` counts in a real uvicorn worker instead: the worker runs under
+callgrind, wrk loads it (15 s of warm-up, then 25 s with the counters zeroed at the
+start and dumped at the end), and the count is divided by the requests wrk
+completed. This includes the HTTP server's own work (uvicorn with ``h11``), so
+the telemetry's share of a worker's instructions can be compared with its share
+of a worker's time (docs/performance.md). ``--no-access-log`` drops the access log.
+
+Usage: ``python benchmarks/instructions.py [--server [--no-access-log]] [MODE[+VAR=VALUE;...]] ...``
+(default: ``none platform``; needs ``valgrind``, and ``wrk`` for ``--server``). Example:
 ``python benchmarks/instructions.py none platform "platform+PLATFORM_OTEL_OTLP_ENCODER=python"``.
 Each mode takes about a minute.
 """
@@ -23,11 +30,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from _common import BENCH_DIR, PYTHON, bench_env, otlp_env, sink
+from _common import _BIN, BENCH_DIR, PYTHON, REPO, _wait_ready, bench_env, free_port, otlp_env, sink
 
 __all__ = ["instructions_per_request", "main"]
 
@@ -60,13 +70,70 @@ def instructions_per_request(spec: str, endpoint: str) -> float:
     return (long - short) / 2000
 
 
+def _wrk(port: int, seconds: int) -> int:
+    """Requests completed by an 8-connection wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"(\d+) requests in", out)
+    if match is None:
+        raise RuntimeError(f"no request count in wrk's output:\n{out}")
+    return int(match.group(1))
+
+
+def server_instructions_per_request(spec: str, endpoint: str, access_log: bool = True) -> float:
+    """Instructions per request of a uvicorn worker under wrk load (all its threads)."""
+    mode, _, extra = spec.partition("+")
+    env = bench_env(BENCH_MODE=mode, **otlp_env(endpoint))
+    for assignment in filter(None, extra.split(";")):
+        key, _, value = assignment.partition("=")
+        env[key] = value
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON]
+        cmd += [str(_BIN / "uvicorn"), "hello:app", "--port", str(port), "--workers", "1"]
+        if not access_log:
+            cmd.append("--no-access-log")
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            _wait_ready(proc, port, timeout=300)
+            _wrk(port, 15)  # warm-up: imports, caches, the first exports
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
+            requests = _wrk(port, 25)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        dumps = sorted(Path(tmp).glob("callgrind.out.*"))  # .1: the dump taken after the load
+        if not dumps:
+            raise RuntimeError("callgrind wrote no dump")
+        match = re.search(r"^summary:\s*(\d+)", dumps[0].read_text(), re.M)
+        if match is None:
+            raise RuntimeError("no summary line in callgrind's dump")
+        return int(match.group(1)) / requests
+
+
 def main(argv: list[str]) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
-    specs = argv or ["none", "platform"]
+    in_server = "--server" in argv
+    access_log = "--no-access-log" not in argv
+    specs = [a for a in argv if not a.startswith("--")] or ["none", "platform"]
     with sink() as s:
-        results = [(spec, instructions_per_request(spec, s.endpoint)) for spec in specs]
+        if in_server:
+            results = [
+                (spec, server_instructions_per_request(spec, s.endpoint, access_log))
+                for spec in specs
+            ]
+        else:
+            results = [(spec, instructions_per_request(spec, s.endpoint)) for spec in specs]
     base = results[0][1]
     for spec, value in results:
         print(f"{spec:60s} {value:10,.0f} instructions/request  ({value - base:+,.0f})")

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from platform_otel._exporters import ResilientSpanExporter, in_export
+from platform_otel._exporters import (
+    ResilientSpanExporter,
+    in_export,
+    mute_sdk_exporter_logs,
+    queue_emitter,
+)
 
 
 class FlakyExporter:
@@ -128,3 +136,78 @@ def test_grpc_exporters_reconnect_quickly_and_keep_no_self_metrics(signal: str) 
         assert options["grpc.initial_reconnect_backoff_ms"] <= 1000
     finally:
         inner.shutdown()
+
+
+class BlockedExporter:
+    """A collector client stuck in its first export, so the processor's queue fills up."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, batch: Any) -> SpanExportResult:
+        self.entered.set()
+        self.release.wait(10)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        return True
+
+
+def _full_queue_run(
+    emit_with: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], float, list[str]]:
+    """Queue 4 + 4 + 3 items into a 4-item queue whose exporter is stuck; return the queue,
+    the SDK's count of items dropped for a full queue, and the warnings logged."""
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the drop count
+    reader = InMemoryMetricReader()
+    exporter = BlockedExporter()
+    processor = BatchSpanProcessor(
+        exporter,  # type: ignore[arg-type]
+        max_queue_size=4,
+        max_export_batch_size=4,
+        schedule_delay_millis=60_000,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    queue = processor._batch_processor
+    emit = queue_emitter(queue) if emit_with == "platform" else queue.emit
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.WARNING):
+            for item in range(4):
+                emit(item)
+            assert exporter.entered.wait(10)  # the worker took 0-3 and is stuck exporting them
+            for item in range(4, 11):
+                emit(item)
+        content = list(queue._queue)
+    finally:
+        exporter.release.set()
+        processor.shutdown()
+    dropped = sum(
+        point.value
+        for rm in reader.get_metrics_data().resource_metrics  # type: ignore[union-attr]
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "otel.sdk.processor.span.processed"
+        for point in metric.data.data_points
+        if point.attributes.get("error.type") == "queue_full"
+    )
+    return content, dropped, [r.getMessage() for r in caplog.records]
+
+
+def test_full_queue_drops_the_oldest_and_counts_like_the_sdk_and_warns_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collector down: each new item replaces the oldest, the SDK's drop metric counts every
+    dropped item, and one warning says so, as with the SDK's own ``emit`` (minus its muted
+    per-item "Queue full" record)."""
+    mute_sdk_exporter_logs()
+    sdk_content, sdk_dropped, _ = _full_queue_run("sdk", caplog, monkeypatch)
+    content, dropped, warnings = _full_queue_run("platform", caplog, monkeypatch)
+    assert content == sdk_content == [10, 9, 8, 7]
+    assert dropped == sdk_dropped == 3
+    assert sum("export queue is full" in w for w in warnings) <= 1
+    assert not any("Queue full, dropping" in w for w in warnings)
