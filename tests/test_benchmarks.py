@@ -74,3 +74,22 @@ def test_sink_answers_a_count_request_sent_as_soon_as_it_started() -> None:
         for burner in burners:
             burner.kill()
             burner.wait()
+
+
+def test_uvicorn_standard_scenario_runs_the_worker_on_httptools_and_uvloop() -> None:
+    """The `uvicorn[standard]` rows measure what they claim: the worker started with the
+    installed packages has httptools and uvloop loaded, and the project's own environment
+    still has neither (the test suite's servers keep h11 and asyncio)."""
+    import importlib.util
+    import urllib.request
+
+    common = _import("_common")
+    deps = common.standard_server_deps()
+    assert deps is not None, "pip could not install httptools and uvloop"
+    assert importlib.util.find_spec("httptools") is None
+    assert importlib.util.find_spec("uvloop") is None
+    with common.server("none", "http://127.0.0.1:9", extra_path=deps) as srv:
+        with urllib.request.urlopen(srv.url, timeout=10) as response:
+            assert response.status == 200
+        maps = Path(f"/proc/{srv.proc.pid}/maps").read_text()
+    assert "httptools" in maps and "uvloop" in maps
