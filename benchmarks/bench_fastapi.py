@@ -24,7 +24,7 @@ Scenarios: uvicorn's default (access log on, written to /dev/null) and
 ``--no-access-log``, both with the ``uvicorn`` package alone (its pure-Python ``h11``
 parser and asyncio's loop); then uvicorn as ``uvicorn[standard]`` installs it
 (``httptools`` parser, ``uvloop``), access log on, for the uninstrumented, ``init()``
-and ``FastAPIInstrumentor`` cases. The server's own work per request is about a
+and both official cases. The server's own work per request is about a
 third smaller there, so the same telemetry is a larger share of it.
 ``BENCH_FASTAPI_EXTRA=lean-manual`` adds the lean path with hand-built providers
 (no ``init()``).
@@ -89,13 +89,13 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 )
             )
     with sink() as s:
-        for scenario, access_log, extra_path, cases in scenarios:
-            rps: dict[str, list[float]] = {c[0]: [] for c in cases}
-            p99: dict[str, list[float]] = {c[0]: [] for c in cases}
-            exported: dict[str, list[float]] = {c[0]: [] for c in cases}
-            errors: dict[str, int] = {c[0]: 0 for c in cases}
+        for scenario, access_log, extra_path, run_cases in scenarios:
+            rps: dict[str, list[float]] = {c[0]: [] for c in run_cases}
+            p99: dict[str, list[float]] = {c[0]: [] for c in run_cases}
+            exported: dict[str, list[float]] = {c[0]: [] for c in run_cases}
+            errors: dict[str, int] = {c[0]: 0 for c in run_cases}
             for _ in range(rounds):
-                for label, mode, wrapper in cases:
+                for label, mode, wrapper in run_cases:
                     before = s.counts().get("traces", {}).get("bytes", 0)
                     with server(
                         mode,
@@ -115,10 +115,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     errors[label] += result.errors
                     total = result.requests + 1
                     exported[label].append((after - before) / total)
-            base = median(rps[cases[0][0]])
-            base_p99 = median(p99[cases[0][0]])
-            base_runs = rps[cases[0][0]]
-            for label, mode, _ in cases:
+            base = median(rps[run_cases[0][0]])
+            base_p99 = median(p99[run_cases[0][0]])
+            base_runs = rps[run_cases[0][0]]
+            for label, mode, _ in run_cases:
                 value = median(rps[label])
                 ratio = value / base if base else None
                 # Each round's case against the uninstrumented run of the same round: machine
