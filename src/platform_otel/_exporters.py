@@ -128,7 +128,7 @@ def queue_emitter(queue: Any) -> Callable[[Any], None]:
     (collector down) takes a path of its own: the item still replaces the oldest one,
     as the SDK's bounded deque does, and the SDK's drop count is still kept, but without
     the system call, the lock of :func:`log_once` and the muted "Queue full" warning
-    call per item; during an outage that was ~2 % of a web worker's throughput. The
+    call per item (0.4 µs per item instead of ~2 µs, docs/performance.md). The
     SDK's own ``emit`` runs whenever anything else is unusual (shut down, forked, its
     "Queue full" warning enabled by the user), and for a processor without the
     expected fields.
