@@ -266,11 +266,15 @@ def standard_server_deps() -> Path | None:
     target = BENCH_DIR / ".cache" / f"uvicorn-standard-py{sys.version_info[0]}{sys.version_info[1]}"
     if all((target / name).is_dir() for name in STANDARD_DEPS):
         return target
-    done = subprocess.run(
-        [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(target), *STANDARD_DEPS],
-        capture_output=True,
-        text=True,
-    )
+    try:
+        done = subprocess.run(
+            [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(target), *STANDARD_DEPS],
+            capture_output=True,
+            text=True,
+            timeout=300,  # an unreachable package index must not hang a benchmark run
+        )
+    except subprocess.TimeoutExpired:
+        return None
     if done.returncode != 0 or not all((target / name).is_dir() for name in STANDARD_DEPS):
         return None
     return target
