@@ -213,13 +213,18 @@ def server(
     official_wrapper: bool = False,
     log_path: Path | None = None,
     extra_path: Path | None = None,
+    prefix: Sequence[str] = (),
+    env_extra: dict[str, str] | None = None,
+    ready_timeout: float = 30.0,
 ) -> Iterator[Server]:
     """Run ``benchmarks/apps/hello.py`` under one uvicorn worker in the given mode.
 
-    ``extra_path`` goes first on the server's ``PYTHONPATH`` (``standard_server_deps``).
+    ``extra_path`` goes first on the server's ``PYTHONPATH`` (``standard_server_deps``);
+    ``prefix`` runs the worker under another program (valgrind: ``instructions.py``).
     """
     port = free_port()
     cmd = [
+        *prefix,
         str(_BIN / "uvicorn"),
         "hello:app",
         "--host",
@@ -232,6 +237,7 @@ def server(
     if not access_log:
         cmd.append("--no-access-log")
     env = bench_env(BENCH_MODE=mode, **otlp_env(endpoint))
+    env.update(env_extra or {})
     if extra_path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env["PYTHONPATH"]])
     cmd = _pinned(cmd, "server")
@@ -247,7 +253,7 @@ def server(
     out = open(log_path or os.devnull, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     try:
-        _wait_ready(proc, port)
+        _wait_ready(proc, port, ready_timeout)
         yield Server(proc, port)
     finally:
         _stop(proc)

@@ -21,7 +21,7 @@ the telemetry's share of a worker's instructions can be compared with its share
 of a worker's time (docs/performance.md). ``--no-access-log`` drops the access log.
 
 Usage: ``python benchmarks/instructions.py [--server [--no-access-log]] [MODE[+VAR=VALUE;...]] ...``
-(default: ``none platform``; needs ``valgrind``, and ``wrk`` for ``--server``). Example:
+(default: ``none platform``; needs ``valgrind``). Example:
 ``python benchmarks/instructions.py none platform "platform+PLATFORM_OTEL_OTLP_ENCODER=python"``.
 Each mode takes about a minute.
 """
@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import _BIN, BENCH_DIR, PYTHON, REPO, _wait_ready, bench_env, free_port, otlp_env, sink
+from _common import BENCH_DIR, PYTHON, bench_env, load, otlp_env, server, sink
 
 __all__ = ["instructions_per_request", "main"]
 
@@ -70,45 +69,25 @@ def instructions_per_request(spec: str, endpoint: str) -> float:
     return (long - short) / 2000
 
 
-def _wrk(port: int, seconds: int) -> int:
-    """Requests completed by an 8-connection wrk run."""
-    out = subprocess.run(
-        ["wrk", "-t1", "-c8", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"(\d+) requests in", out)
-    if match is None:
-        raise RuntimeError(f"no request count in wrk's output:\n{out}")
-    return int(match.group(1))
-
-
 def server_instructions_per_request(spec: str, endpoint: str, access_log: bool = True) -> float:
     """Instructions per request of a uvicorn worker under wrk load (all its threads)."""
     mode, _, extra = spec.partition("+")
-    env = bench_env(BENCH_MODE=mode, **otlp_env(endpoint))
-    if extra:
-        env["BENCH_ENV"] = extra  # set by the app itself (benchmarks/apps/hello.py)
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON]
-        cmd += [str(_BIN / "uvicorn"), "hello:app", "--port", str(port), "--workers", "1"]
-        if not access_log:
-            cmd.append("--no-access-log")
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            _wait_ready(proc, port, timeout=300)
-            _wrk(port, 15)  # warm-up: imports, caches, the first exports
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
-            requests = _wrk(port, 25)
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON]
+        with server(
+            mode,
+            endpoint,
+            access_log=access_log,
+            prefix=valgrind,
+            env_extra={"BENCH_ENV": extra} if extra else None,  # applied by the app (hello.py)
+            ready_timeout=300,
+        ) as srv:
+            pid = str(srv.proc.pid)
+            load(srv.url, 15, 8)  # warm-up: imports, caches, the first exports
+            subprocess.run(["callgrind_control", "-z", pid], capture_output=True)
+            requests = load(srv.url, 25, 8).requests
+            subprocess.run(["callgrind_control", "-d", pid], capture_output=True)
         dumps = sorted(Path(tmp).glob("callgrind.out.*"))  # .1: the dump taken after the load
         if not dumps:
             raise RuntimeError("callgrind wrote no dump")
