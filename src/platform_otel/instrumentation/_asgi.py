@@ -35,25 +35,40 @@ route matching is repeated. Raw paths never reach metric attributes.
 
 Nothing here may break a request: everything except the application call is
 guarded (``platform_otel._safety``).
+
+Where the optional C extension ``platform_otel._asgi_speedups`` was built, its
+``RequestPath`` does the work of :meth:`ServerTelemetry._start` and
+:meth:`ServerTelemetry._finish` for the common request (a known method, the
+default sampler, no 5xx or exception, no mount) and calls those methods for
+every other one. The Python methods are the reference: a test runs the same
+requests through both and compares spans, queue items and histogram points.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+)
 
-from .._context import current_var, span_context_with
+from .._context import SPAN_KEY, current_var, span_context_with
 from .._lean_metrics import LeanHistogram
-from .._lean_trace import LeanSpan, lean_tracer
+from .._lean_trace import _FLAGS, LeanSpan, lean_tracer
 from .._safety import report_internal_error
 from .logging import EXCEPTION_SPAN_ATTR
 
@@ -138,9 +153,13 @@ class _Carrier(dict[str, list[str]]):
 
 
 class ServerTelemetry:
-    """Per-process state of the lean HTTP server instrumentation (tracer, histogram, caches)."""
+    """Per-process state of the lean HTTP server instrumentation (tracer, histogram, caches).
 
-    def __init__(self, tracer: Tracer, meter: Meter) -> None:
+    ``speedups=False`` keeps the per-request work in Python even where the C extension
+    was built (``PLATFORM_OTEL_OTLP_ENCODER=python``).
+    """
+
+    def __init__(self, tracer: Tracer, meter: Meter, *, speedups: bool = True) -> None:
         self.tracer = tracer
         # SDK-compatible spans at a fraction of the SDK span's cost (_lean_trace); None
         # with a tracer it cannot mirror, and then the tracer itself is used.
@@ -167,6 +186,13 @@ class ServerTelemetry:
         self._var = current_var()
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
+        # The request's start and finish: the C path where it was built, else the methods.
+        self._begin: Callable[[Scope], _Started] = self._start
+        self._end: Callable[..., None] = self._finish
+        self.c_path: Any = self._c_request_path() if speedups else None
+        if self.c_path is not None:
+            self._begin = self.c_path.start
+            self._end = self.c_path.finish
 
     # -- helpers (all called under a guard) ---------------------------------
 
@@ -181,6 +207,79 @@ class ServerTelemetry:
             self._fields = fields
             self._textmap = textmap
         return self._fields
+
+    def _extract(self, items: list[tuple[bytes, bytes]]) -> tuple[Context, SpanContext | None]:
+        """(context, its span's SpanContext or None) from a request's propagation headers."""
+        carrier = _Carrier()
+        for name, value in items:
+            carrier.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        context = propagate.extract(carrier, context=_ROOT_CONTEXT)
+        return context, (trace.get_current_span(context).get_span_context() if context else None)
+
+    def _c_request_path(self) -> Any:
+        """``_asgi_speedups.RequestPath`` for this telemetry; None where it is not built or
+        would not be equivalent (no lean tracer, a custom runtime context or sampler, ids
+        not from ``random``, a span attribute length limit)."""
+        lean = self._lean
+        if (
+            lean is None
+            or self._var is None
+            or not lean._default_sampler
+            or not lean._random_ids
+            or lean.max_attribute_length is not None
+        ):
+            return None
+        try:
+            from .. import _asgi_speedups
+        except ImportError:
+            return None
+        hist = self._lean_duration
+        return _asgi_speedups.RequestPath(
+            py_start=self._start,
+            py_finish=self._finish,
+            server=self._server,
+            refresh_fields=self._propagation_fields,
+            extract=self._extract,
+            span_name=self._span_name,
+            metric_attributes=self._metric_attributes,
+            set_span_in_context=trace.set_span_in_context,
+            hosts=self._hosts,
+            names=self._names,
+            metric_attrs=self._metric_attrs,
+            lean=lean,
+            sdk_tracer=lean.sdk_tracer,
+            processor=lean.processor,
+            direct_for=lean.direct_for,
+            scope=lean.scope,
+            var=self._var,
+            otlp=lean.otlp,
+            status_unset=lean.status_unset,
+            span_context_type=SpanContext,
+            lean_span_type=LeanSpan,
+            context_type=Context,
+            root_context=_ROOT_CONTEXT,
+            span_key=SPAN_KEY,
+            default_trace_state=DEFAULT_TRACE_STATE,
+            flags_random=_FLAGS[True, True],  # sampled, with a random trace id
+            flags_parent=_FLAGS[True, False],  # sampled, the parent's id not random
+            kind_server=SpanKind.SERVER,
+            kind_value=SpanKind.SERVER.value,
+            known_methods=_KNOWN_METHODS,
+            propagate_dict=vars(propagate),
+            textmap=None,
+            fields=frozenset(),
+            getrandbits=random.getrandbits,
+            time_ns=time.time_ns,
+            perf_counter=time.perf_counter,
+            bits64=64,
+            bits128=128,
+            hist=hist,
+            duration=self.duration,
+            max_attributes=lean.max_attributes,
+            bounds=hist._bounds if hist is not None else (),
+            always_exemplar=hist is not None and hist._always_exemplar,
+            trace_exemplar=hist is not None and hist._trace_exemplar,
+        )
 
     def _server(
         self, host: bytes | None, scope: Scope, scheme: str
@@ -253,19 +352,18 @@ class ServerTelemetry:
         scheme = scope.get("scheme") or "http"
         fields = self._propagation_fields()
         host = user_agent = None
-        carrier: _Carrier | None = None
-        for name, value in scope.get("headers") or ():
+        items: list[tuple[bytes, bytes]] | None = None
+        for row in scope.get("headers") or ():
+            name, value = row
             if name == b"host":
                 host = value
             elif name == b"user-agent":
                 user_agent = value
             elif name in fields or not fields:
-                if carrier is None:
-                    carrier = _Carrier()
-                carrier.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
-        parent = (
-            _ROOT_CONTEXT if carrier is None else propagate.extract(carrier, context=_ROOT_CONTEXT)
-        )
+                if items is None:
+                    items = []
+                items.append(row)
+        parent = _ROOT_CONTEXT if items is None else self._extract(items)[0]
         address, port = self._server(host, scope, scheme)
         attributes: dict[str, Any] = {
             HTTP_REQUEST_METHOD: method,
@@ -375,7 +473,7 @@ class ServerTelemetry:
         try:
             scope[SCOPE_KEY] = True
             root_path = scope.get("root_path") or ""
-            started = self._start(scope)
+            started = self._begin(scope)
         except Exception:
             report_internal_error("fastapi: starting the request span")
             await app(scope, receive, send)
@@ -417,7 +515,7 @@ class ServerTelemetry:
             raise
         finally:
             try:
-                self._finish(scope, started, root_path, status, exc, completed)
+                self._end(scope, started, root_path, status, exc, completed)
             except Exception:
                 report_internal_error("fastapi: ending the request span")
 

@@ -147,7 +147,9 @@ def instrument(ctx: InstrumentationContext) -> str | None:
         return None
     tracer = ctx.tracer_provider.get_tracer(_SCOPE)
     meter = ctx.meter_provider.get_meter(_SCOPE)
-    _telemetry = ServerTelemetry(tracer, meter)
+    # PLATFORM_OTEL_OTLP_ENCODER=python: no C at all (what an install without a compiler runs)
+    speedups = getattr(ctx.settings, "otlp_encoder", "fast") != "python"
+    _telemetry = ServerTelemetry(tracer, meter, speedups=speedups)
     fastapi.FastAPI.__call__ = _lean_hook(fastapi.FastAPI.__call__)  # type: ignore[method-assign]
     _mode = impl
     return None
