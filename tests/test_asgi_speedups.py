@@ -307,3 +307,44 @@ def test_the_c_path_records_through_the_sdk_histogram_when_views_exist() -> None
     assert fast["telemetry"]._lean_duration is None  # views: the SDK instrument records
     assert sorted(map(_point_view, fast["points"])) == sorted(map(_point_view, python["points"]))
     assert sum(p.count for p in fast["points"]) == len(REQUESTS)
+
+
+def test_the_c_path_keeps_no_memory_per_request() -> None:
+    """A reference the C code failed to release would keep a few hundred bytes per request
+    (the scope, the span, its context): 3,000 requests after a warm-up must not grow the
+    traced heap."""
+    import tracemalloc
+
+    class Discard(SpanExporter):
+        accepts_encoded = True
+
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    resource = Resource.create({"service.name": "speedups"})
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(EncodingBatchSpanProcessor(Discard()))  # type: ignore[arg-type]
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], resource=resource)
+    telemetry = _Counting(provider.get_tracer("t"), meter_provider.get_meter("t"))
+    assert telemetry.c_path is not None and telemetry._lean is not None
+    assert telemetry._lean.direct_for is not None  # span end queues bytes from C
+    seen: list[Any] = []
+    middleware = LeanASGIMiddleware(_app(seen), telemetry)
+    common = [r for r in REQUESTS if r[4] and b"traceparent" not in dict(r[2])]
+
+    def load(n: int) -> None:
+        _drive(middleware, common * (n // len(common)))
+        provider.force_flush()
+        seen.clear()  # the app's record of span contexts, not ours
+
+    load(500)
+    tracemalloc.start()
+    try:
+        load(500)
+        before = tracemalloc.get_traced_memory()[0]
+        load(3000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (telemetry.starts, telemetry.finishes) == (0, 0)
+    assert grown < 64 * 1024, f"{grown} bytes kept by 3,000 requests"

@@ -55,7 +55,10 @@ static PyObject *empty_tuple, *one;
  *     server, refresh_fields, extract, span_name, metric_attributes, set_span_in_context;
  *   ServerTelemetry's caches, shared with the Python path: hosts, names, metric_attrs;
  *   tracing: the LeanTracer and what it was built from, SDK and API types and constants;
- *   the duration histogram: a LeanHistogram (hist) or the SDK instrument (duration). */
+ *   the duration histogram: a LeanHistogram (hist) or the SDK instrument (duration);
+ *   the request's exchange: py_begin, py_end (fallbacks), final_send (the coroutine that
+ *     sends the last body chunk), isolates and isolating (which servers' last send runs
+ *     outside the span: ServerTelemetry._isolates_final_send and its cache), scope_key. */
 #define OBJECT_FIELDS(X)                                                                      \
     X(py_start) X(py_finish) X(server) X(refresh_fields) X(extract) X(span_name)             \
     X(metric_attributes) X(set_span_in_context) X(hosts) X(names) X(metric_attrs) X(lean)    \
@@ -63,7 +66,8 @@ static PyObject *empty_tuple, *one;
     X(span_context_type) X(lean_span_type) X(context_type) X(root_context) X(span_key)       \
     X(default_trace_state) X(flags_random) X(flags_parent) X(kind_server) X(kind_value)      \
     X(known_methods) X(propagate_dict) X(textmap) X(fields) X(getrandbits) X(time_ns)        \
-    X(perf_counter) X(bits64) X(bits128) X(hist) X(duration)
+    X(perf_counter) X(bits64) X(bits128) X(hist) X(duration) X(py_begin) X(py_end)          \
+    X(final_send) X(isolates) X(isolating) X(scope_key)
 
 typedef struct {
     PyObject_HEAD
@@ -781,6 +785,205 @@ fallback:
     return PyObject_Vectorcall(self->py_finish, args, 6, NULL);
 }
 
+
+/* -- the exchange: the ``send`` the application gets --------------------------------------- */
+
+/* One traced request (ServerTelemetry._Exchange in Python): called as the application's
+ * ``send``, it notes the response status and hands the last body chunk to ``final_send``
+ * (a Python coroutine: it times the end of the response); ``end`` reads it back. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *scope, *started, *root_path, *send, *outer, *status, *completed, *final_send;
+} Exchange;
+
+static PyObject *s_type, *s_status, *s_more_body, *s_get, *s_self, *zero;
+
+/* ``message.get(key)`` for dicts and other mappings; a new reference or NULL (absent). */
+static PyObject *message_get(PyObject *message, PyObject *key) {
+    if (PyDict_CheckExact(message)) {
+        PyObject *v = PyDict_GetItemWithError(message, key);
+        Py_XINCREF(v);
+        return v;
+    }
+    PyObject *v = PyObject_CallMethodOneArg(message, s_get, key);
+    if (v == Py_None) Py_CLEAR(v);
+    return v;
+}
+
+static PyObject *Exchange_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+    Exchange *self = (Exchange *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kwnames != NULL) {
+        PyErr_SetString(PyExc_TypeError, "send() takes one message");
+        return NULL;
+    }
+    PyObject *message = args[0];
+    PyObject *kind = PyDict_CheckExact(message) ? Py_XNewRef(PyDict_GetItemWithError(message, s_type))
+                                                : PyObject_GetItem(message, s_type);
+    if (kind == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, s_type);
+        return NULL;
+    }
+    if (PyUnicode_CheckExact(kind)) {
+        if (PyUnicode_CompareWithASCIIString(kind, "http.response.start") == 0) {
+            PyObject *status = message_get(message, s_status);
+            if (status == NULL && PyErr_Occurred()) goto error;
+            int t = status == NULL ? 0 : PyObject_IsTrue(status);
+            if (t < 0) {
+                Py_DECREF(status);
+                goto error;
+            }
+            if (!t) Py_XSETREF(status, Py_NewRef(zero));
+            Py_XSETREF(self->status, status);
+        } else if (PyUnicode_CompareWithASCIIString(kind, "http.response.body") == 0) {
+            PyObject *more = message_get(message, s_more_body);
+            if (more == NULL && PyErr_Occurred()) goto error;
+            int t = more == NULL ? 0 : PyObject_IsTrue(more);
+            Py_XDECREF(more);
+            if (t < 0) goto error;
+            if (!t) {
+                Py_DECREF(kind);
+                return PyObject_CallFunctionObjArgs(self->final_send, (PyObject *)self, message,
+                                                    NULL);
+            }
+        }
+    }
+    Py_DECREF(kind);
+    return PyObject_CallOneArg(self->send, message); /* the span still current: access logs */
+error:
+    Py_DECREF(kind);
+    return NULL;
+}
+
+static int Exchange_traverse(Exchange *self, visitproc visit, void *arg) {
+    Py_VISIT(self->scope);
+    Py_VISIT(self->started);
+    Py_VISIT(self->root_path);
+    Py_VISIT(self->send);
+    Py_VISIT(self->outer);
+    Py_VISIT(self->status);
+    Py_VISIT(self->completed);
+    Py_VISIT(self->final_send);
+    return 0;
+}
+
+static int Exchange_clear(Exchange *self) {
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->started);
+    Py_CLEAR(self->root_path);
+    Py_CLEAR(self->send);
+    Py_CLEAR(self->outer);
+    Py_CLEAR(self->status);
+    Py_CLEAR(self->completed);
+    Py_CLEAR(self->final_send);
+    return 0;
+}
+
+static void Exchange_dealloc(Exchange *self) {
+    PyObject_GC_UnTrack(self);
+    Exchange_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Exchange_members[] = {
+    {"scope", T_OBJECT, offsetof(Exchange, scope), READONLY, NULL},
+    {"started", T_OBJECT, offsetof(Exchange, started), READONLY, NULL},
+    {"root_path", T_OBJECT, offsetof(Exchange, root_path), READONLY, NULL},
+    {"send", T_OBJECT, offsetof(Exchange, send), READONLY, NULL},
+    {"outer", T_OBJECT, offsetof(Exchange, outer), READONLY, NULL},
+    {"status", T_OBJECT, offsetof(Exchange, status), 0, NULL},
+    {"completed", T_OBJECT, offsetof(Exchange, completed), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ExchangeType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "platform_otel._asgi_speedups.Exchange",
+    .tp_basicsize = sizeof(Exchange),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "One traced request: the send the application gets (see _asgi_speedups.c).",
+    .tp_vectorcall_offset = offsetof(Exchange, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = (destructor)Exchange_dealloc,
+    .tp_traverse = (traverseproc)Exchange_traverse,
+    .tp_clear = (inquiry)Exchange_clear,
+    .tp_members = Exchange_members,
+};
+
+/* begin(scope, send) -> Exchange: what ServerTelemetry._begin_py does. */
+static PyObject *RequestPath_begin(RequestPath *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "begin() takes the scope and send");
+        return NULL;
+    }
+    PyObject *scope = args[0], *send = args[1];
+    if (!PyDict_CheckExact(scope)) return PyObject_Vectorcall(self->py_begin, args, 2, NULL);
+    if (PyDict_SetItem(scope, self->scope_key, Py_True) < 0) return NULL;
+    PyObject *root_path;
+    if (truthy_or(scope, s_root_path, s_empty, &root_path) < 0) return NULL;
+    Py_INCREF(root_path);
+    /* uvicorn's send, whose last call runs outside the span (ServerTelemetry's module doc) */
+    int isolate = 0;
+    PyObject *owner = NULL;
+    if (PyObject_GetOptionalAttr(send, s_self, &owner) < 0) goto error;
+    if (owner != NULL) {
+        PyObject *hit = PyDict_GetItemWithError(self->isolating, (PyObject *)Py_TYPE(owner));
+        Py_DECREF(owner);
+        if (hit == NULL) {
+            if (PyErr_Occurred()) goto error;
+            hit = PyObject_CallOneArg(self->isolates, send);
+            if (hit == NULL) goto error;
+            isolate = PyObject_IsTrue(hit);
+            Py_DECREF(hit);
+        } else {
+            isolate = PyObject_IsTrue(hit);
+        }
+        if (isolate < 0) goto error;
+    }
+    Exchange *exchange = PyObject_GC_New(Exchange, &ExchangeType);
+    if (exchange == NULL) goto error;
+    exchange->vectorcall = Exchange_vectorcall;
+    exchange->scope = Py_NewRef(scope);
+    exchange->root_path = root_path;
+    exchange->send = Py_NewRef(send);
+    exchange->status = Py_NewRef(zero);
+    exchange->completed = Py_NewRef(Py_None);
+    exchange->final_send = Py_NewRef(self->final_send);
+    exchange->started = NULL;
+    exchange->outer = NULL;
+    PyObject *started = RequestPath_start(self, &scope, 1);
+    if (started == NULL) {
+        exchange->outer = Py_NewRef(Py_None);
+        exchange->started = Py_NewRef(Py_None);
+        PyObject_GC_Track(exchange);
+        Py_DECREF(exchange);
+        return NULL;
+    }
+    exchange->started = started;
+    PyObject *outer = Py_None;
+    if (isolate && PyTuple_Check(started) && PyTuple_GET_SIZE(started) == 7)
+        outer = PyTuple_GET_ITEM(started, 6);
+    exchange->outer = Py_NewRef(outer);
+    PyObject_GC_Track(exchange);
+    return (PyObject *)exchange;
+error:
+    Py_DECREF(root_path);
+    return NULL;
+}
+
+/* end(exchange, exc): ServerTelemetry._end_py, i.e. _finish with what the exchange noted. */
+static PyObject *RequestPath_end(RequestPath *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "end() takes the exchange and the exception");
+        return NULL;
+    }
+    if (Py_TYPE(args[0]) != &ExchangeType) return PyObject_Vectorcall(self->py_end, args, 2, NULL);
+    Exchange *exchange = (Exchange *)args[0];
+    PyObject *finish_args[6] = {exchange->scope,  exchange->started, exchange->root_path,
+                                exchange->status, args[1],           exchange->completed};
+    return RequestPath_finish(self, finish_args, 6);
+}
+
 /* -- the type --------------------------------------------------------------------------- */
 
 static int RequestPath_traverse(RequestPath *self, visitproc visit, void *arg) {
@@ -870,6 +1073,10 @@ static PyMethodDef RequestPath_methods[] = {
      "start(scope): ServerTelemetry._start's result, the common request handled here."},
     {"finish", (PyCFunction)(void (*)(void))RequestPath_finish, METH_FASTCALL,
      "finish(scope, started, root_path, status, exc, completed): ServerTelemetry._finish."},
+    {"begin", (PyCFunction)(void (*)(void))RequestPath_begin, METH_FASTCALL,
+     "begin(scope, send) -> Exchange: ServerTelemetry._begin_py, in C."},
+    {"end", (PyCFunction)(void (*)(void))RequestPath_end, METH_FASTCALL,
+     "end(exchange, exc): ServerTelemetry._end_py, in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -920,7 +1127,10 @@ static int intern_all(void) {
     INTERN(k_port, "server.port") INTERN(k_version, "network.protocol.version")
     INTERN(k_user_agent, "user_agent.original") INTERN(k_client, "client.address")
     INTERN(k_route, "http.route") INTERN(k_status, "http.response.status_code")
+    INTERN(s_type, "type") INTERN(s_status, "status") INTERN(s_more_body, "more_body")
+    INTERN(s_get, "get") INTERN(s_self, "__self__")
 #undef INTERN
+    if ((zero = PyLong_FromLong(0)) == NULL) return -1;
     if ((empty_tuple = PyTuple_New(0)) == NULL) return -1;
     if ((one = PyLong_FromLong(1)) == NULL) return -1;
     return 0;
@@ -928,7 +1138,7 @@ static int intern_all(void) {
 
 PyMODINIT_FUNC PyInit__asgi_speedups(void) {
     if (intern_all() < 0) return NULL;
-    if (PyType_Ready(&RequestPathType) < 0) return NULL;
+    if (PyType_Ready(&RequestPathType) < 0 || PyType_Ready(&ExchangeType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     Py_INCREF(&RequestPathType);

@@ -186,13 +186,15 @@ class ServerTelemetry:
         self._var = current_var()
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
-        # The request's start and finish: the C path where it was built, else the methods.
-        self._begin: Callable[[Scope], _Started] = self._start
-        self._end: Callable[..., None] = self._finish
+        # begin(scope, send) -> exchange, the send the app gets; end(exchange, exc): the
+        # request's start and finish (what handle() does around the app), in C where the
+        # extension was built.
+        self.begin: Callable[[Scope, Send], Send] = self._begin_py
+        self.end: Callable[[Any, BaseException | None], None] = self._end_py
         self.c_path: Any = self._c_request_path() if speedups else None
         if self.c_path is not None:
-            self._begin = self.c_path.start
-            self._end = self.c_path.finish
+            self.begin = self.c_path.begin
+            self.end = self.c_path.end
 
     # -- helpers (all called under a guard) ---------------------------------
 
@@ -275,6 +277,12 @@ class ServerTelemetry:
             bits128=128,
             hist=hist,
             duration=self.duration,
+            py_begin=self._begin_py,
+            py_end=self._end_py,
+            final_send=self._final_send,
+            isolates=self._isolates_final_send,
+            isolating=self._isolating,
+            scope_key=SCOPE_KEY,
             max_attributes=lean.max_attributes,
             bounds=hist._bounds if hist is not None else (),
             always_exemplar=hist is not None and hist._always_exemplar,
@@ -468,56 +476,96 @@ class ServerTelemetry:
             else:
                 otel_context.detach(token)
 
+    def _begin_py(self, scope: Scope, send: Send) -> _Exchange:
+        """Mark the scope as traced, start the span and wrap ``send`` (see :class:`_Exchange`)."""
+        scope[SCOPE_KEY] = True
+        root_path = scope.get("root_path") or ""
+        started = self._start(scope)
+        outer = started[6] if self._isolates_final_send(send) else None
+        return _Exchange(scope, started, root_path, send, outer, self._final_send)
+
+    def _end_py(self, exchange: _Exchange, exc: BaseException | None) -> None:
+        self._finish(
+            exchange.scope,
+            exchange.started,
+            exchange.root_path,
+            exchange.status,
+            exc,
+            exchange.completed,
+        )
+
+    async def _final_send(self, exchange: _Exchange, message: Message) -> None:
+        """The last body chunk: sent (outside the span for uvicorn, see module doc), then timed."""
+        outer, var = exchange.outer, self._var
+        if outer is not None and var is not None:
+            token = var.set(outer)  # uvicorn's keep-alive bookkeeping: see module doc
+            try:
+                await exchange.send(message)
+            finally:
+                var.reset(token)
+        else:
+            await exchange.send(message)
+        exchange.completed = (time.perf_counter(), time.time_ns())
+
     async def handle(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run ``app`` for one HTTP request inside its server span."""
         try:
-            scope[SCOPE_KEY] = True
-            root_path = scope.get("root_path") or ""
-            started = self._begin(scope)
+            exchange = self.begin(scope, send)
         except Exception:
             report_internal_error("fastapi: starting the request span")
             await app(scope, receive, send)
             return
-
-        status = 0
-        completed: tuple[float, int] | None = None  # (perf_counter, time_ns) at the last body byte
-        var = self._var
-        outer = started[6] if self._isolates_final_send(send) else None
-
-        def traced_send(message: Message) -> Awaitable[None]:
-            # Not a coroutine function: the server's own awaitable is returned as it is,
-            # except for the last body chunk, whose end is timed.
-            nonlocal status
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message.get("status") or 0
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                return final_send(message)
-            return send(message)  # span still current: access logs written here are correlated
-
-        async def final_send(message: Message) -> None:
-            nonlocal completed
-            if outer is not None and var is not None:
-                token = var.set(outer)  # uvicorn's keep-alive bookkeeping: see module doc
-                try:
-                    await send(message)
-                finally:
-                    var.reset(token)
-            else:
-                await send(message)
-            completed = (time.perf_counter(), time.time_ns())
-
         exc: BaseException | None = None
         try:
-            await app(scope, receive, traced_send)
+            await app(scope, receive, exchange)
         except BaseException as error:
             exc = error
             raise
         finally:
             try:
-                self._end(scope, started, root_path, status, exc, completed)
+                self.end(exchange, exc)
             except Exception:
                 report_internal_error("fastapi: ending the request span")
+
+
+class _Exchange:
+    """One traced request: the ``send`` the application gets, and what ``_finish`` needs.
+
+    Called with a message, it notes the response status and returns the server's own
+    awaitable (it is not a coroutine function), except for the last body chunk, which goes
+    to ``final_send`` to time the end of the response. The span stays current while the
+    server's ``send`` runs, so access lines written there are correlated. (The C path's
+    ``_asgi_speedups.Exchange`` is the same, in C.)
+    """
+
+    __slots__ = ("completed", "final_send", "outer", "root_path", "scope", "send", "started",
+                 "status")  # fmt: skip
+
+    def __init__(
+        self,
+        scope: Scope,
+        started: _Started,
+        root_path: str,
+        send: Send,
+        outer: Context | None,
+        final_send: Callable[[Any, Message], Awaitable[None]],
+    ) -> None:
+        self.scope = scope
+        self.started = started
+        self.root_path = root_path
+        self.send = send
+        self.outer = outer
+        self.final_send = final_send
+        self.status = 0
+        self.completed: tuple[float, int] | None = None  # (perf_counter, time_ns), last byte
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message.get("status") or 0
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            return self.final_send(self, message)
+        return self.send(message)
 
 
 def _route_template(scope: Scope, root_path: str) -> str | None:
