@@ -5,8 +5,14 @@
  * about 1,100 Python bytecodes of ours (docs/performance.md, "The FastAPI target"),
  * and in a one-worker server each of them costs throughput. Starting the server
  * span (header scan, attributes, ids, context) and finishing it (route, status,
- * duration histogram, span end and its queue item) were ~650 of them. This module
- * does the same steps in two calls.
+ * duration histogram, span end and its queue item) were ~650 of them, the ``send``
+ * wrapper and the middleware coroutine ~200 more. This module does the same steps
+ * in two calls and a callable object: ~150 bytecodes of ours are left per request.
+ *
+ * Two types. ``RequestPath`` (one per ServerTelemetry): ``begin(scope, send)`` starts
+ * the request and returns an ``Exchange``, the ``send`` the application gets (it notes
+ * the status; the last body chunk goes to a Python coroutine that times it);
+ * ``end(exchange, exc)`` finishes the request.
  *
  * It is a second implementation of code that stays in Python, and the Python code
  * remains the reference: ``RequestPath.start`` and ``RequestPath.finish`` handle

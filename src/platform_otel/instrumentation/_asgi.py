@@ -36,12 +36,20 @@ route matching is repeated. Raw paths never reach metric attributes.
 Nothing here may break a request: everything except the application call is
 guarded (``platform_otel._safety``).
 
-Where the optional C extension ``platform_otel._asgi_speedups`` was built, its
-``RequestPath`` does the work of :meth:`ServerTelemetry._start` and
-:meth:`ServerTelemetry._finish` for the common request (a known method, the
-default sampler, no 5xx or exception, no mount) and calls those methods for
-every other one. The Python methods are the reference: a test runs the same
-requests through both and compares spans, queue items and histogram points.
+Per request: ``exchange = telemetry.begin(scope, send)`` starts the span and
+returns the ``send`` the application gets (:class:`_Exchange`: it notes the
+status and times the last body chunk); ``telemetry.end(exchange, exc)`` finishes
+the span and records the duration. :meth:`ServerTelemetry.handle` is the two
+around an application call; the FastAPI hook inlines them (one coroutine frame
+less for every suspension of the request).
+
+Where the optional C extension ``platform_otel._asgi_speedups`` was built,
+``begin`` and ``end`` are its ``RequestPath``'s: it does the work of
+:meth:`ServerTelemetry._start` and :meth:`ServerTelemetry._finish` for the common
+request (a known method, the default sampler, no 5xx or exception, no mount) and
+calls those methods for every other one. The Python methods are the reference:
+a test runs the same requests through both and compares spans, queue items and
+histogram points.
 """
 
 from __future__ import annotations
