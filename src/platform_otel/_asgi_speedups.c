@@ -15,10 +15,10 @@
  * ``end(exchange, exc)`` finishes the request.
  *
  * It is a second implementation of code that stays in Python, and the Python code
- * remains the reference: ``RequestPath.start`` and ``RequestPath.finish`` handle
- * the common request and hand everything else to the Python methods they were
- * built with (``ServerTelemetry._start`` / ``_finish``), *before* doing anything
- * visible. Handed over: unknown HTTP methods, a sampler other than the default
+ * remains the reference: the start and finish steps (``RequestPath_start`` and
+ * ``RequestPath_finish`` below) handle the common request and hand everything else
+ * to the Python methods they were built with (``ServerTelemetry._start`` /
+ * ``_finish``), *before* doing anything visible. Handed over: unknown HTTP methods, a sampler other than the default
  * ``parentbased_always_on``, an id generator other than the SDK's random one, a
  * span attribute length limit, a parent that is not sampled, a disabled tracer, a
  * request that raised or answered 5xx, a route under a mount. Rare lookups
@@ -38,7 +38,7 @@
 
 /* Interned names, created at module init. */
 static PyObject *s_method, *s_scheme, *s_headers, *s_path, *s_http_version, *s_client,
-    *s_route, *s_root_path, *s_path_format, *s_http, *s_slash, *s_empty, *s_other;
+    *s_route, *s_root_path, *s_path_format, *s_http, *s_slash, *s_empty;
 static PyObject *s_tracer, *s_name, *s_context, *s_parent, *s_kind, *s_attributes,
     *s_start_time, *s_resource, *s_instrumentation_scope, *s_end_time, *s_uncommon;
 static PyObject *s_tracer_config, *s_is_enabled, *s_span_processors, *s_on_start,
@@ -553,13 +553,15 @@ done:
 }
 
 /* LeanSpan.end(end_ns) for the common span: encoded and queued here when the only span
- * processor is the encoding batch processor, else (or if anything is unusual) the method. */
-static int end_span(RequestPath *self, PyObject *span, PyObject *end_ns) {
+ * processor is the encoding batch processor, else (or if anything is unusual) the method.
+ * ``ctx`` and ``attrs`` are the span's _context and _attributes, already read by finish. */
+static int end_span(RequestPath *self, PyObject *span, PyObject *ctx, PyObject *attrs,
+                    PyObject *end_ns) {
     PyObject *processors = NULL, *c_encode = NULL, *pair = NULL, *end_time = NULL,
              *item = NULL, *emit = NULL;
-    PyObject *ctx = NULL, *parent = NULL, *name = NULL, *kind = NULL, *start = NULL,
-             *attrs = NULL, *resource = NULL, *uncommon = NULL;
-    int ok = -1, handled = 0;
+    PyObject *parent = NULL, *name = NULL, *kind = NULL, *start = NULL, *resource = NULL,
+             *uncommon = NULL, *res;
+    int ok = -1;
     if (self->direct_for == Py_None) goto general;
     processors = PyObject_GetAttr(self->processor, s_span_processors);
     if (processors == NULL) goto done;
@@ -567,7 +569,6 @@ static int end_span(RequestPath *self, PyObject *span, PyObject *end_ns) {
     c_encode = PyObject_GetAttr(self->otlp, s_c_span_message);
     if (c_encode == NULL) goto done;
     if (c_encode == Py_None) goto general;
-    if ((ctx = PyObject_GetAttr(span, s_context)) == NULL) goto done;
     if (!PyTuple_Check(ctx) || PyTuple_GET_SIZE(ctx) != 6) goto general;
     long flags;
     if (flags_of(ctx, &flags) < 0) goto done;
@@ -586,7 +587,6 @@ static int end_span(RequestPath *self, PyObject *span, PyObject *end_ns) {
     if ((parent = PyObject_GetAttr(span, s_parent)) == NULL) goto done;
     if ((name = PyObject_GetAttr(span, s_name)) == NULL) goto done;
     if ((start = PyObject_GetAttr(span, s_start_time)) == NULL) goto done;
-    if ((attrs = PyObject_GetAttr(span, s_attributes)) == NULL) goto done;
     if (end_ns == Py_None) {
         if ((end_time = PyObject_CallNoArgs(self->time_ns)) == NULL) goto done;
     } else {
@@ -602,19 +602,16 @@ static int end_span(RequestPath *self, PyObject *span, PyObject *end_ns) {
     if (item == Py_None) goto general;
     if (PyObject_SetAttr(span, s_end_time, end_time) < 0) goto done;
     if ((emit = PyObject_GetAttr(self->lean, s_emit)) == NULL) goto done;
-    PyObject *res = PyObject_CallOneArg(emit, item);
+    res = PyObject_CallOneArg(emit, item);
     if (res == NULL) goto done;
     Py_DECREF(res);
-    handled = 1;
     ok = 0;
     goto done;
 general:
-    if (!handled) {
-        PyObject *res = PyObject_CallMethodOneArg(span, s_end, end_ns);
-        if (res != NULL) {
-            Py_DECREF(res);
-            ok = 0;
-        }
+    res = PyObject_CallMethodOneArg(span, s_end, end_ns);
+    if (res != NULL) {
+        Py_DECREF(res);
+        ok = 0;
     }
 done:
     Py_XDECREF(processors);
@@ -623,12 +620,10 @@ done:
     Py_XDECREF(end_time);
     Py_XDECREF(item);
     Py_XDECREF(emit);
-    Py_XDECREF(ctx);
     Py_XDECREF(parent);
     Py_XDECREF(name);
     Py_XDECREF(kind);
     Py_XDECREF(start);
-    Py_XDECREF(attrs);
     Py_XDECREF(resource);
     Py_XDECREF(uncommon);
     return ok;
@@ -761,7 +756,7 @@ static PyObject *RequestPath_finish(RequestPath *self, PyObject *const *args, Py
         if (res == NULL) goto done;
         Py_DECREF(res);
     }
-    if (end_span(self, span, end_ns) < 0) goto done;
+    if (end_span(self, span, ctx, span_attrs, end_ns) < 0) goto done;
     ok = 0;
 done:
     {
@@ -1075,10 +1070,6 @@ static int RequestPath_init(RequestPath *self, PyObject *args, PyObject *kwargs)
 }
 
 static PyMethodDef RequestPath_methods[] = {
-    {"start", (PyCFunction)(void (*)(void))RequestPath_start, METH_FASTCALL,
-     "start(scope): ServerTelemetry._start's result, the common request handled here."},
-    {"finish", (PyCFunction)(void (*)(void))RequestPath_finish, METH_FASTCALL,
-     "finish(scope, started, root_path, status, exc, completed): ServerTelemetry._finish."},
     {"begin", (PyCFunction)(void (*)(void))RequestPath_begin, METH_FASTCALL,
      "begin(scope, send) -> Exchange: ServerTelemetry._begin_py, in C."},
     {"end", (PyCFunction)(void (*)(void))RequestPath_end, METH_FASTCALL,
@@ -1112,7 +1103,7 @@ static int intern_all(void) {
     INTERN(s_path, "path") INTERN(s_http_version, "http_version") INTERN(s_client, "client")
     INTERN(s_route, "route") INTERN(s_root_path, "root_path")
     INTERN(s_path_format, "path_format") INTERN(s_http, "http") INTERN(s_slash, "/")
-    INTERN(s_empty, "") INTERN(s_other, "_OTHER")
+    INTERN(s_empty, "")
     INTERN(s_tracer, "_tracer") INTERN(s_name, "_name") INTERN(s_context, "_context")
     INTERN(s_parent, "_parent") INTERN(s_kind, "_kind") INTERN(s_attributes, "_attributes")
     INTERN(s_start_time, "_start_time") INTERN(s_resource, "_resource")
