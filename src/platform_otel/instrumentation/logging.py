@@ -35,9 +35,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
-from .._context import SPAN_KEY, current_var
+from .. import _fast
 from .._exporters import in_export
-from .._lean_logs import LeanLogEmitter
+from .._fast.context import SPAN_KEY, current_var
 from .._safety import report_internal_error
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class _State:
     json_mode = False
     export_access = False
     logger_provider: Any = None
-    lean: LeanLogEmitter | None = None
+    lean: Any = None  # _fast.logs.LeanLogEmitter when the fast path is on
     severities: dict[int, SeverityNumber] = {}
     otel_loggers: dict[str, Any] = {}
     old_factory: Any = None
@@ -440,9 +440,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     _state.logger_provider = ctx.logger_provider
     _state.otel_loggers = {}
     _state.severities = {}
-    _state.lean = (
-        LeanLogEmitter.create(ctx.logger_provider) if ctx.logger_provider is not None else None
-    )
+    _state.lean = _fast.log_emitter(ctx.logger_provider)
     _install_factory()
     _install_copy()
     _install_format()
