@@ -354,6 +354,8 @@ class LeanTracer:
         self.max_value_length = limits.max_attribute_length
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
+        #: True when the span keeps exactly the attributes it starts with (no sampler call).
+        self.default_sampler = self._default_sampler
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
         from . import otlp as _otlp_fast
         from .otlp import encode_lean_span, pair_head
@@ -421,8 +423,9 @@ class LeanTracer:
             trace_state = result.trace_state
             if not result.decision.is_recording():
                 sampled = None
-            if result.attributes:
-                attributes = {**result.attributes, **attributes}
+            # The SDK's rule: the span starts with the attributes the sampler returned
+            # (the built-in samplers return the ones they were given).
+            attributes = dict(result.attributes) if result.attributes else {}
         if parent is None:
             random_trace = self._random_ids or _is_random(self.id_generator)
         else:

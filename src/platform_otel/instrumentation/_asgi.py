@@ -185,7 +185,7 @@ class ServerOptions:
 
 def _header_attributes(
     headers: Any, patterns: Sequence[str], sanitize: Any, request: bool
-) -> dict[str, list[str]]:
+) -> dict[str, tuple[str, ...]]:
     """``http.{request,response}.header.<name>`` attributes, as the official instrumentation
     builds them (names matched in full, case-insensitive; sanitized values redacted)."""
     from opentelemetry.util.http import (
@@ -197,11 +197,12 @@ def _header_attributes(
     values: dict[str, list[str]] = {}
     for name, value in headers or ():
         values.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    return (sanitize or SanitizeValue([])).sanitize_header_values(  # type: ignore[no-any-return]
+    found = (sanitize or SanitizeValue([])).sanitize_header_values(
         values,
         list(patterns),
         normalise_request_header_name if request else normalise_response_header_name,
     )
+    return {name: tuple(items) for name, items in found.items()}  # as the SDK stores sequences
 
 
 def _full_url(scope: Scope, host: bytes | None) -> str:
@@ -256,6 +257,16 @@ def _match(routes: Sequence[Any], scope: Scope) -> str | None:
     return found
 
 
+def _default_sampler_description(tracer: Any) -> bool:
+    from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
+    sampler = getattr(tracer, "sampler", None)
+    try:
+        return sampler is not None and sampler.get_description() == DEFAULT_ON.get_description()
+    except Exception:
+        return False
+
+
 class ServerTelemetry:
     """Per-process state of the HTTP server instrumentation (tracer, histogram, caches)."""
 
@@ -284,6 +295,9 @@ class ServerTelemetry:
         self._var = current_var()
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
+        # Whether the provider's sampler is the SDK default (parentbased_always_on), which
+        # starts a span with exactly the attributes it was given (public description only).
+        self._plain_sampler = _default_sampler_description(tracer)
         opts = self.options
         self._observed = bool(opts.response_hook or opts.response_headers)
 
@@ -378,6 +392,11 @@ class ServerTelemetry:
                 cache[key] = hit
         return hit  # type: ignore[no-any-return]
 
+    def _sdk_start(
+        self, name: str, parent: Context, kind: SpanKind, attributes: dict[str, Any]
+    ) -> Any:
+        return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
     def _isolates_final_send(self, send: Send) -> bool:
         """Whether ``send`` is uvicorn's, whose last-chunk call only schedules server bookkeeping
         (the keep-alive timer that would keep the request's context alive; see module doc)."""
@@ -457,12 +476,18 @@ class ServerTelemetry:
         else:
             name = span_method if route is None else self._span_name(span_method, route)
         lean = self._lean
-        if lean is not None:
-            span = lean.start_span(name, parent, SpanKind.SERVER, attributes)
+        if self._plain_sampler:  # the span keeps exactly these attributes
+            if lean is not None:
+                span = lean.start_span(name, parent, SpanKind.SERVER, attributes)
+            else:
+                span = self._sdk_start(name, parent, SpanKind.SERVER, attributes)
         else:
-            span = self.tracer.start_span(
-                name, context=parent, kind=SpanKind.SERVER, attributes=attributes
-            )
+            start = lean.start_span if lean is not None else self._sdk_start
+            span = start(name, parent, SpanKind.SERVER, dict(attributes))
+            # A sampler may return other attributes than it was given (the span then starts
+            # with those, the SDK's rule): set ours again, as the official instrumentation does.
+            if span.is_recording():
+                span.set_attributes(attributes)
         context = span_context_with(span, parent)
         var = self._var
         if var is not None:

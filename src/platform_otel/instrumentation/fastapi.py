@@ -155,6 +155,8 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             "meter_provider": ctx.meter_provider,
             "exclude_spans": ["receive", "send"],
         }
+        if ctx.settings.http_excluded_urls:  # read at its import otherwise, not at init()
+            _official_kwargs["excluded_urls"] = ",".join(ctx.settings.http_excluded_urls)
         if ctx.settings.server_request_hook is not None:
             _official_kwargs["server_request_hook"] = ctx.settings.server_request_hook
         wrapt.wrap_function_wrapper(fastapi.FastAPI, "__call__", _official_call)
