@@ -40,7 +40,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _fast
+from . import _fast, _otel_private
 from ._config import Settings, SignalSettings
 from ._fast import otlp as _otlp_fast
 from ._safety import logger
@@ -253,11 +253,7 @@ class ResilientExporter:
             self._cap_timeout(self._inner)
 
     def _cap_timeout(self, inner: Any) -> None:
-        remaining = max(0.1, self._deadline - time.monotonic())
-        # gRPC exporters keep the budget on themselves, HTTP ones on their client.
-        for holder in (inner, getattr(inner, "_client", None)):
-            if holder is not None and isinstance(getattr(holder, "_timeout", None), (int, float)):
-                holder._timeout = min(float(holder._timeout), remaining)
+        _otel_private.cap_exporter_timeout(inner, max(0.1, self._deadline - time.monotonic()))
 
     def _shutdown_inner(self) -> None:
         inner = self._inner

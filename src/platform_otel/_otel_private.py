@@ -33,8 +33,10 @@ from typing import Any
 __all__ = [
     "REQUIREMENTS",
     "Requirement",
+    "cap_exporter_timeout",
     "check",
     "has_span_processors",
+    "instrumented_by_official",
     "reset_metric_state",
     "set_resource_attributes",
     "update_provider_resource",
@@ -49,7 +51,8 @@ class Requirement:
 
     ``kind`` is ``"attr"`` (present), ``"callable"`` (present and callable),
     ``"module"`` (``probe`` is an importable module path and ``attr`` a name in it,
-    or ``""`` for the module itself) or a shape check name from :data:`_SHAPES`.
+    or ``""`` for the module itself), a shape check name from :data:`_SHAPES`, or
+    ``"helper"`` (read only by a helper below that does nothing without it: not checked).
     """
 
     probe: str
@@ -144,6 +147,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("MeasurementConsumer", "add_metric_reader", "callable"),
     _R("MeterProvider", "_measurement_consumer"),
     _R("Resource", "_attributes"),
+    # Read through the helpers only, each a refinement that does nothing when the name is
+    # missing: listed so that every private name is here, not checked at init().
+    _R("OTLPSpanExporter", "_timeout", "helper"),
+    _R("OTLPSpanExporter", "_client", "helper"),
+    _R("FastAPI", "_is_instrumented_by_opentelemetry", "helper"),
 )
 
 # The logs SDK and API live under ``opentelemetry.sdk._logs`` / ``opentelemetry._logs``:
@@ -228,6 +236,8 @@ def _build_probes() -> dict[str, Any]:
 
 def _missing(req: Requirement, probes: dict[str, Any]) -> str | None:
     """Why ``req`` does not hold on the installed SDK, or None."""
+    if req.kind == "helper":
+        return None
     if req.kind == "module":
         try:
             module = importlib.import_module(req.probe)
@@ -315,6 +325,19 @@ def set_resource_attributes(resource: Any, attributes: dict[str, Any]) -> bool:
         return False
     resource._attributes = BoundedAttributes(attributes=attributes)
     return True
+
+
+def cap_exporter_timeout(exporter: Any, remaining: float) -> None:
+    """Shorten an OTLP exporter's own retry budget to ``remaining`` seconds (bounded shutdown)."""
+    # gRPC exporters keep the budget on themselves, HTTP ones on their client.
+    for holder in (exporter, getattr(exporter, "_client", None)):
+        if holder is not None and isinstance(getattr(holder, "_timeout", None), int | float):
+            holder._timeout = min(float(holder._timeout), remaining)
+
+
+def instrumented_by_official(app: Any) -> bool:
+    """Whether ``FastAPIInstrumentor.instrument_app`` instrumented ``app`` (its own marker)."""
+    return bool(getattr(app, "_is_instrumented_by_opentelemetry", False))
 
 
 def reset_metric_state(meter_provider: Any) -> bool:

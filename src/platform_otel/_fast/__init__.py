@@ -31,6 +31,7 @@ from .. import _otel_private
 __all__ = [
     "active",
     "after_fork_in_child",
+    "describe",
     "enable",
     "histogram",
     "log_emitter",
@@ -89,6 +90,27 @@ def active() -> bool:
 def why_not() -> str | None:
     """Why the fast path is off, or None when it is on (``platform-otel doctor``)."""
     return None if _state.active else _state.reason
+
+
+def describe(encoder: str = "fast") -> str:
+    """Which request path ``init()`` would run with this SDK and setting, and why (doctor)."""
+    if encoder == "official":
+        return "SDK path: PLATFORM_OTEL_OTLP_ENCODER=official"
+    problems = _otel_private.check()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"SDK path: the installed OpenTelemetry SDK differs: {problems[0]}{more}"
+    from . import otlp
+
+    c_built = otlp.use_speedups(encoder == "fast")
+    otlp.use_speedups(True)
+    if encoder == "python":
+        how = "Python encoder (PLATFORM_OTEL_OTLP_ENCODER=python)"
+    elif c_built:
+        how = "C encoder"
+    else:
+        how = "Python encoder (the C extension was not built)"
+    return f"fast path: lean spans, histogram and log records; {how}"
 
 
 def tracer(sdk_tracer: Any) -> Any:

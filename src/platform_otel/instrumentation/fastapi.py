@@ -38,6 +38,7 @@ from typing import Any
 
 import wrapt
 
+from .._otel_private import instrumented_by_official
 from .._safety import log_once, report_internal_error
 from . import InstrumentationContext
 from ._asgi import SCOPE_KEY, ServerOptions, ServerTelemetry
@@ -85,7 +86,7 @@ def _lean_hook(original: Any) -> Any:
                 telemetry is None
                 or scope.get("type") not in _TRACED
                 or SCOPE_KEY in scope
-                or getattr(self, "_is_instrumented_by_opentelemetry", False)
+                or instrumented_by_official(self)
                 or _explicit_native(self)
             ):
                 scope[_NATIVE_KEY] = None  # one server span: ours replaces FastAPI's native one
@@ -114,7 +115,7 @@ def _lean_hook(original: Any) -> Any:
 def _official_call(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    if _mode == "official" and not getattr(instance, "_is_instrumented_by_opentelemetry", False):
+    if _mode == "official" and not instrumented_by_official(instance):
         try:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
