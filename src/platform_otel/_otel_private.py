@@ -204,7 +204,7 @@ def _build_probes() -> dict[str, Any]:
         probes["BatchSpanProcessor"] = bsp
         probes["BatchProcessor"] = getattr(bsp, "_batch_processor", None)
     finally:
-        bsp.shutdown()
+        bsp.shutdown()  # type: ignore[no-untyped-call]
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(
         metric_readers=[reader], resource=resource, shutdown_on_exit=False
@@ -225,7 +225,7 @@ def _build_probes() -> dict[str, Any]:
         )
         blrp = BatchLogRecordProcessor(_NullSpanExporter(), schedule_delay_millis=60_000)  # type: ignore[arg-type]
         probes["BatchLogRecordProcessor"] = blrp
-        blrp.shutdown()
+        blrp.shutdown()  # type: ignore[no-untyped-call]
         logger_provider.shutdown()
     except Exception:
         pass  # each log requirement then reports its own probe as missing

@@ -35,6 +35,7 @@ __all__ = [
     "enable",
     "histogram",
     "log_emitter",
+    "reader_added",
     "reset",
     "span_processor_class",
     "tracer",
@@ -140,6 +141,13 @@ def log_emitter(logger_provider: Any) -> Any:
     from .logs import LeanLogEmitter
 
     return LeanLogEmitter.create(logger_provider)
+
+
+def reader_added(reader: Any) -> None:
+    """A metric reader joined a running provider: lean histograms report to it too."""
+    from .metrics import hook_reader
+
+    hook_reader(reader)
 
 
 def span_processor_class(exporter: Any) -> type:

@@ -67,6 +67,12 @@ def after_fork_in_child() -> None:
         histogram._reset()
 
 
+def hook_reader(reader: Any) -> None:
+    """Make every live lean histogram part of ``reader``'s collections (a reader added late)."""
+    for histogram in list(_live):
+        histogram._hook(reader)
+
+
 class LeanHistogram:
     """An explicit-bucket histogram merged into the SDK's collections (see module doc)."""
 

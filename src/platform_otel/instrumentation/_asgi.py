@@ -221,10 +221,10 @@ def _flatten(routes: Sequence[Any]) -> list[Any]:
     """The app's matchable routes, as the official instrumentation flattens them (FastAPI
     >= 0.137 nests included routers)."""
     try:
-        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.137.2
     except ImportError:
-        iter_route_contexts = None
-    if iter_route_contexts is not None:
+        pass
+    else:
         return list(iter_route_contexts(routes))
     out: list[Any] = []
     for route in routes:
@@ -245,8 +245,8 @@ def _match(routes: Sequence[Any], scope: Scope) -> str | None:
         if match == Match.NONE:
             continue
         path = getattr(route, "path", None)
-        if not isinstance(path, str):
-            path = scope.get("path")
+        if not isinstance(path, str):  # a Host route: no template of its own
+            path = str(scope.get("path") or "/")
         inner_routes = getattr(route, "routes", None)
         if match == Match.FULL and inner_routes:  # a Mount: the template inside it
             inner = _match(_flatten(inner_routes), {**scope, **child})
@@ -262,7 +262,8 @@ def _default_sampler_description(tracer: Any) -> bool:
 
     sampler = getattr(tracer, "sampler", None)
     try:
-        return sampler is not None and sampler.get_description() == DEFAULT_ON.get_description()
+        description = sampler.get_description()  # type: ignore[union-attr]
+        return sampler is not None and bool(description == DEFAULT_ON.get_description())  # type: ignore[no-untyped-call]
     except Exception:
         return False
 
