@@ -60,7 +60,16 @@ class RecordingSampler(Sampler):
     def __init__(self) -> None:
         self.asked: list[tuple[str, dict[str, Any]]] = []
 
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):  # type: ignore[no-untyped-def]
+    def should_sample(
+        self,
+        parent_context,
+        trace_id,
+        name,
+        kind=None,
+        attributes=None,
+        links=None,
+        trace_state=None,
+    ):  # type: ignore[no-untyped-def]
         self.asked.append((name, dict(attributes or {})))
         keep = "drop" not in str((attributes or {}).get("url.path", ""))
         return SamplingResult(
@@ -157,7 +166,9 @@ def run(
     else:
         _fast.enable()
     settings = load_settings(
-        service_name="parity", fastapi_impl="official" if path == "official" else "lean", **init_args
+        service_name="parity",
+        fastapi_impl="official" if path == "official" else "lean",
+        **init_args,
     )
     pf.instrument(InstrumentationContext(settings, provider, meter_provider, None))
     try:
@@ -226,9 +237,7 @@ def _clean() -> Iterator[None]:
 
 def test_name_and_route_are_set_when_the_span_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Processors (on_start) and samplers see 'GET /items/{item_id}' and http.route, as with the official instrumentation."""
-    runs = three_ways(
-        monkeypatch, lambda c: [c.get("/items/7").json()], sampler=RecordingSampler()
-    )
+    runs = three_ways(monkeypatch, lambda c: [c.get("/items/7").json()], sampler=RecordingSampler())
     assert_fast_equals_sdk(runs)
     assert_like_official(runs)
     for path in PATHS:

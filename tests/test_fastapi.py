@@ -46,8 +46,12 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def context(self, impl: str = "lean") -> InstrumentationContext:
-        settings = load_settings(env={},
-            service_name="test-svc", capture_content=False, environment="test", fastapi_impl=impl
+        settings = load_settings(
+            env={},
+            service_name="test-svc",
+            capture_content=False,
+            environment="test",
+            fastapi_impl=impl,
         )
         return InstrumentationContext(
             settings=settings,  # type: ignore[arg-type]

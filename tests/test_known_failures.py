@@ -74,7 +74,8 @@ class Providers:
         self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
-        settings = load_settings(env={},
+        settings = load_settings(
+            env={},
             service_name="known-failures",
             capture_content=False,
             environment="test",

@@ -88,8 +88,8 @@ def _providers() -> Telemetry:
 
 
 def _ctx(t: Telemetry) -> InstrumentationContext:
-    settings: Any = load_settings(env={},
-        service_name="mcp-test-client", capture_content=False, environment="test"
+    settings: Any = load_settings(
+        env={}, service_name="mcp-test-client", capture_content=False, environment="test"
     )
     return InstrumentationContext(settings, t.tracer_provider, t.meter_provider, None)
 

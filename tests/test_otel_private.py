@@ -173,9 +173,7 @@ def test_an_sdk_with_a_moved_field_still_exports_request_spans(
     assert f"FAST={fast}" in result.stdout, str(result)
     if fast == "False":
         assert "fast path off" in result.stderr and f"Tracer.{old}" in result.stderr
-    otlp_grpc_receiver.wait_for(
-        lambda r: sum(s.name == "GET /pid" for s in r.spans()) == 3, 10
-    )
+    otlp_grpc_receiver.wait_for(lambda r: sum(s.name == "GET /pid" for s in r.spans()) == 3, 10)
 
 
 # -- the source keeps the rule ---------------------------------------------------------

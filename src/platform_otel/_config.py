@@ -725,9 +725,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
             r, ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",)
         ),
         server_request_hook=_hook(r, kwargs.get("server_request_hook"), "server_request_hook"),
-        server_response_hook=_hook(
-            r, kwargs.get("server_response_hook"), "server_response_hook"
-        ),
+        server_response_hook=_hook(r, kwargs.get("server_response_hook"), "server_response_hook"),
     )
     object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))

@@ -105,11 +105,12 @@ def _server_spans(receiver: OtlpReceiver, path: str) -> list[dict[str, Any]]:
     for span in receiver.spans():
         if span.kind != "SERVER" or span.resource.get("path") != path:
             continue
-        attributes = {
-            k: v for k, v in span.attributes.items() if k not in ("client.port",)
-        }
+        attributes = {k: v for k, v in span.attributes.items() if k not in ("client.port",)}
         events = [
-            (e["name"], {k: v for k, v in e.get("attributes", {}).items() if k != "exception.stacktrace"})
+            (
+                e["name"],
+                {k: v for k, v in e.get("attributes", {}).items() if k != "exception.stacktrace"},
+            )
             for e in span.events
         ]
         out.append(

@@ -533,9 +533,7 @@ class ServerTelemetry:
                 if route is not None and span.is_recording():
                     span.set_attribute(HTTP_ROUTE, route)
                     if getattr(span, "name", None) == name:  # not renamed by the app
-                        span.update_name(
-                            route if websocket else self._span_name(name, route)
-                        )
+                        span.update_name(route if websocket else self._span_name(name, route))
             if status and span.is_recording():
                 span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
             if error is not None and span.is_recording():
@@ -554,9 +552,7 @@ class ServerTelemetry:
                 key = (method, route, status, scheme, error)
                 lean = self._lean_duration
                 if lean is not None:
-                    lean.record(
-                        elapsed, key, self._metric_attributes(key), span.get_span_context()
-                    )
+                    lean.record(elapsed, key, self._metric_attributes(key), span.get_span_context())
                 elif self.duration is not None:
                     self.duration.record(elapsed, self._metric_attributes(key))
             span.end(end_time=end_ns)
