@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.documented import assert_documented, assert_span_names_documented
 from tests.support.fixtures import otel_env, run_python
 from tests.support.otlp_receiver import OtlpReceiver
 
@@ -170,3 +171,10 @@ def test_fast_path_and_sdk_path_put_the_same_spans_on_the_wire(
     assert boom["status"][0] == 2 and boom["attributes"]["error.type"] == "RuntimeError"
     assert [e[0] for e in boom["events"]] == ["exception"]
     assert by_name["/ws"]["scope"] == "platform_otel.instrumentation.fastapi"
+    emitted = {k for span in fast for k in span["attributes"]}
+    emitted |= {e[0] for span in fast for e in span["events"]}
+    emitted |= {k for span in fast for e in span["events"] for k in e[1]}
+    assert_documented(emitted, ignore_prefixes=("app.", "hook."))
+    assert_span_names_documented(
+        [(s["name"], s["attributes"]) for s in fast if s["name"] != "renamed by app"]
+    )
