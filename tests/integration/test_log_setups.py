@@ -208,3 +208,62 @@ def test_each_event_reaches_the_receiver_once_with_its_trace_and_pairs(
     if setup == "loguru":
         assert record.scope == "__main__"
         assert record.attributes["code.function.name"] == "<lambda>"
+
+
+THREADS_APP = """
+import structlog, sys
+from loguru import logger
+import platform_otel
+from platform_otel.logs import loguru_patcher, loguru_sink, structlog_processor
+
+platform_otel.init(service_name="log-threads", log_console="never")
+logger.remove()
+logger.configure(patcher=loguru_patcher)
+logger.add(loguru_sink, enqueue=True)  # the sink runs on loguru's own thread
+log = structlog.wrap_logger(
+    structlog.PrintLogger(sys.stdout),
+    processors=[structlog.processors.add_log_level, structlog_processor,
+                structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+)
+from opentelemetry import trace
+with trace.get_tracer("t").start_as_current_span("work") as span:
+    ctx = span.get_span_context()
+    logger.bind(order=7).warning("queued")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.exception("failed", order=8)
+logger.complete()
+platform_otel.shutdown()
+print(f"IDS {ctx.trace_id:032x} {ctx.span_id:016x}")
+"""
+
+
+def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
+    otlp_grpc_receiver: OtlpReceiver, run_python: Any
+) -> None:
+    """A loguru sink on loguru's thread (enqueue=True) exports the record with the trace it
+    was written in; structlog's exception() exports exception.* and its pairs."""
+    result = run_python(THREADS_APP, otel_env(otlp_grpc_receiver), timeout=30)
+    assert result.rc == 0 and "internal error" not in result.stderr, str(result)
+    trace_id, span_id = result.stdout.split("IDS ")[1].split()
+    (queued,) = [r for r in otlp_grpc_receiver.logs() if r.body == "queued"]
+    assert (queued.trace_id, queued.span_id) == (trace_id, span_id)
+    assert (queued.severity_text, queued.attributes["order"]) == ("WARN", 7)
+    (failed,) = [r for r in otlp_grpc_receiver.logs() if r.body == "failed"]
+    assert (failed.trace_id, failed.severity_text) == (trace_id, "ERROR")
+    assert failed.attributes["exception.type"] == "ZeroDivisionError"
+    assert "1 / 0" in failed.attributes["exception.stacktrace"]
+    assert failed.attributes["order"] == 8
+    line = json.loads(next(x for x in result.stdout.splitlines() if '"failed"' in x))
+    assert line["trace_id"] == trace_id and "ZeroDivisionError" in line["exception"]
+
+
+def test_importing_the_public_log_module_imports_neither_library(run_python: Any) -> None:
+    """structlog and loguru stay optional: platform_otel.logs imports neither."""
+    code = (
+        "import sys, platform_otel, platform_otel.logs\n"
+        "print(sorted(m for m in ('structlog', 'loguru') if m in sys.modules))\n"
+    )
+    result = run_python(code)
+    assert result.rc == 0 and result.stdout.strip() == "[]", str(result)
