@@ -277,6 +277,7 @@ _MESSAGE_ONLY = frozenset({"%(message)s", "{message}", "${message}"})
 # escape of coloured consoles do): their presence means a framing the package can't know.
 _BINARY = frozenset(chr(c) for c in range(32)) - {"\t", "\n", "\r", "\x1b"}
 _MAX_CACHED_FORMATTERS = 1024
+_NOT_A_VALUE_END = frozenset(" \t\r\n{")  # before "}": an empty object or indentation
 _kinds: weakref.WeakKeyDictionary[logging.Formatter, int] = weakref.WeakKeyDictionary()
 
 
@@ -355,23 +356,30 @@ def _with_json_ids(text: str, trace_id: str, span_id: str, compact: bool) -> str
 
 
 def _message_line(text: str, trace_id: str, span_id: str) -> str:
-    """A ``%(message)s`` line: a JSON object gets fields, other JSON stays, text gets the suffix.
+    """A ``%(message)s`` line: a JSON object gets fields, a JSON array stays, text the suffix.
 
-    Only a line that starts and ends like JSON is parsed (gunicorn's JSON
-    ``access_log_format``, ``logger.info(json.dumps(...))``).
+    Such a formatter prints whatever the application logs (gunicorn's JSON
+    ``access_log_format``, ``logger.info(json.dumps(...))``), so each line is looked at,
+    by its first and last characters, without parsing it: ``{"…}`` (or ``{}``) is an
+    object; inserting before its closing brace keeps valid JSON valid. Only a line that
+    starts with ``[`` and ends with ``]`` is parsed, to tell a JSON array from text.
     """
-    first = text[:1]
-    if (first == "{" or first == "[") and text.rstrip()[-1:] == ("}" if first == "{" else "]"):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
-        if isinstance(value, dict):
+    first = text[0]
+    if first == "{":
+        last = text[-1] if text[-1] == "}" else text.rstrip()[-1:]
+        after = text[1:2]
+        if after.isspace():
+            after = text[1:].lstrip()[:1]
+        if last == "}" and (after == '"' or after == "}"):
             if '"trace_id"' in text:
                 return text
-            return _with_json_ids(text, trace_id, span_id, '": ' not in text and len(value) > 0)
-        if not isinstance(value, str):
+            return _with_json_ids(text, trace_id, span_id, after == '"' and '": ' not in text)
+    elif first == "[" and text.rstrip()[-1:] == "]":
+        try:
+            json.loads(text)
             return text  # a JSON array: no place for the ids
+        except ValueError:
+            pass
     return _text_line(text, trace_id, span_id)
 
 
@@ -389,15 +397,23 @@ def _correlated(self: logging.Handler, record: logging.LogRecord, text: str) -> 
     span_id: str = record.span_id  # type: ignore[attr-defined]
     if not text:
         return _text_line(text, trace_id, span_id)
-    kind = _line_kind(self.formatter, text)
+    formatter = self.formatter
+    kind = getattr(formatter, _KIND_ATTR, None)  # the cached decision (None: not made yet)
+    if kind is None:
+        kind = _line_kind(formatter, text)
     if kind == _TEXT:
-        return _text_line(text, trace_id, span_id)
+        # On the message's own line, not after a traceback: shippers split on newlines.
+        first, newline, rest = text.partition("\n")
+        return f"{first} trace_id={trace_id} span_id={span_id}{newline}{rest}"
     if kind == _MESSAGE:
         return _message_line(text, trace_id, span_id)
-    if kind == _OPAQUE or text[:1] != "{" or '"trace_id"' in text:
+    if kind == _OPAQUE or text[0] != "{" or '"trace_id"' in text:
         # A JSON formatter's line that is not an object (it changed its mind), or one that
         # already has a trace_id field of its own: left as the formatter wrote it.
         return text
+    if kind == _JSON and text[-1] == "}" and text[-2] not in _NOT_A_VALUE_END:
+        # json.dumps's own layout (the common case): the ids before the closing brace.
+        return f'{text[:-1]}, "trace_id": "{trace_id}", "span_id": "{span_id}"}}'
     return _with_json_ids(text, trace_id, span_id, kind == _JSON_COMPACT)
 
 
