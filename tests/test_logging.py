@@ -209,6 +209,14 @@ def test_a_message_only_format_is_read_line_by_line() -> None:
             "span_id": SPAN,
         }
         assert _line(formatter, "[1, 2]") == "[1, 2]"
+        assert json.loads(_line(formatter, '{"a":1}')) == {
+            "a": 1,
+            "trace_id": TRACE,
+            "span_id": SPAN,
+        }
+        assert _line(formatter, '{"a":1}').endswith(f',"span_id":"{SPAN}"}}')  # compact stays
+        assert json.loads(_line(formatter, "{ }")) == {"trace_id": TRACE, "span_id": SPAN}
+        assert _line(formatter, "{") == f"{{ trace_id={TRACE} span_id={SPAN}"
         assert _line(formatter, "plain") == f"plain trace_id={TRACE} span_id={SPAN}"
         assert _line(formatter, "{not json}") == f"{{not json}} trace_id={TRACE} span_id={SPAN}"
 

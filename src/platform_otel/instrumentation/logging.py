@@ -366,6 +366,13 @@ def _message_line(text: str, trace_id: str, span_id: str) -> str:
     """
     first = text[0]
     if first == "{":
+        if text[-1] == "}" and text[1:2] == '"' and text[-2] not in _NOT_A_VALUE_END:
+            # One line of json.dumps output (the common case): no copy but the result's.
+            if '"trace_id"' in text:
+                return text
+            if '": ' in text:
+                return f'{text[:-1]}, "trace_id": "{trace_id}", "span_id": "{span_id}"}}'
+            return f'{text[:-1]},"trace_id":"{trace_id}","span_id":"{span_id}"}}'
         last = text[-1] if text[-1] == "}" else text.rstrip()[-1:]
         after = text[1:2]
         if after.isspace():
