@@ -228,7 +228,7 @@ log = structlog.wrap_logger(
 from opentelemetry import trace
 with trace.get_tracer("t").start_as_current_span("work") as span:
     ctx = span.get_span_context()
-    logger.bind(order=7).warning("queued")
+    logger.bind(order=7, timestamp="t1").warning("queued")
     try:
         1 / 0
     except ZeroDivisionError:
@@ -250,6 +250,7 @@ def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
     (queued,) = [r for r in otlp_grpc_receiver.logs() if r.body == "queued"]
     assert (queued.trace_id, queued.span_id) == (trace_id, span_id)
     assert (queued.severity_text, queued.attributes["order"]) == ("WARN", 7)
+    assert queued.attributes["timestamp"] == "t1"  # extra is the application's: no reserved keys
     (failed,) = [r for r in otlp_grpc_receiver.logs() if r.body == "failed"]
     assert (failed.trace_id, failed.severity_text) == (trace_id, "ERROR")
     assert failed.attributes["exception.type"] == "ZeroDivisionError"

@@ -261,7 +261,11 @@ class _JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        return _json_line(record)
+        try:
+            return _json_line(record)
+        except Exception:
+            report_internal_error("json log format")
+        return super().format(record)
 
 
 # What a formatter writes, decided once per formatter (see _line_kind).
@@ -617,9 +621,16 @@ def attribute_value(value: Any) -> Any:
 
 
 def event_attributes(
-    event: Any, attributes: dict[str, Any], skip: frozenset[str] = _EVENT_FIELDS
+    event: Any,
+    attributes: dict[str, Any],
+    skip: frozenset[str] = _EVENT_FIELDS,
+    exceptions: bool = True,
 ) -> None:
-    """Add an event's key-value pairs to ``attributes``: at most 32, private keys left out."""
+    """Add an event's key-value pairs to ``attributes``: at most 32, private keys left out.
+
+    ``skip``: keys that are fields of the record, not attributes. ``exceptions``: read
+    structlog's ``exc_info`` and ``exception`` keys as the event's exception.
+    """
     extras = 0
     for key, value in event.items():
         if (
@@ -633,6 +644,8 @@ def event_attributes(
             continue
         attributes[key] = attribute_value(value)
         extras += 1
+    if not exceptions:
+        return
     exc = event.get("exc_info")
     if exc is not None and "exception.type" not in attributes:
         add_exception(exc, attributes)

@@ -43,6 +43,7 @@ LIBRARY = "loguru"
 #: Record key (not printed by any format) with (trace_id, span_id, trace_flags, forwarded).
 _CONTEXT_KEY = "_platform_otel_context"
 _SCOPE = "loguru"
+_IDS = frozenset({"trace_id", "span_id"})
 _lock = threading.Lock()
 _sink_ids: dict[int, int] = {}  # id(loguru core) -> handler id of our sink
 
@@ -99,7 +100,8 @@ def sink(message: Any) -> None:
         exception = record["exception"]
         if exception is not None:
             add_exception(tuple(exception), attributes)
-        event_attributes(record["extra"], attributes)
+        # extra is the application's alone: every key is an attribute but the ids.
+        event_attributes(record["extra"], attributes, _IDS, exceptions=False)
         emit_event(
             record["name"] or _SCOPE,
             level.no,
