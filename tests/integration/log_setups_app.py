@@ -121,6 +121,14 @@ def setups() -> dict[str, Log]:
     loguru_logger.add(stream("loguru"), serialize=True, level="INFO")
     instrument_loguru(loguru_logger)
     out["loguru"] = lambda msg, user: loguru_logger.bind(user=user).info(msg)
+    loguru_logger.add(
+        stream("loguru_text"),
+        format="{time} | {level} | {message} | user={extra[user]} trace_id={extra[trace_id]} "
+        "span_id={extra[span_id]}",
+        level="INFO",
+        filter=lambda record: record["message"].startswith("loguru_text"),
+    )
+    out["loguru_text"] = lambda msg, user: loguru_logger.bind(user=user).info(msg)
 
     class InterceptHandler(logging.Handler):
         """loguru's documented bridge: stdlib records written through loguru."""

@@ -44,6 +44,7 @@ SETUPS: dict[str, tuple[str, str]] = {
     "structlog_native": ("structlog_native.log", "json"),
     "loguru": ("loguru.log", "loguru"),
     "loguru_intercept": ("loguru.log", "loguru"),
+    "loguru_text": ("loguru_text.log", "key=value"),
     "uvicorn_default": ("uvicorn_default.log", "text"),
     "uvicorn_access": ("uvicorn_access.log", "text"),
     "gunicorn_error": ("gunicorn_error.log", "text"),
@@ -135,6 +136,8 @@ def _parse(setup: str, mode: str, line: str) -> dict[str, Any]:
         record = json.loads(line)["record"]
         return {**record["extra"], "message": record["message"]}
     assert not line.lstrip().startswith("{"), f"{setup} writes text, not JSON: {line}"
+    if setup == "loguru_text":  # its format prints the ids itself
+        return dict(re.findall(r"(\w+)=(\S+)", line))
     match = _SUFFIX.fullmatch(line)
     if match is None:
         return {"text": line}
@@ -159,7 +162,7 @@ def test_each_line_is_what_the_application_meant_with_the_span_ids(
     assert outside.get("span_id", "0") == "0", outside_line
     if setup == "gunicorn_access_json":
         assert inside["status"] == 200 and inside["duration_us"] == 1500, inside_line
-    elif SETUPS[setup][1] == "json" or setup in ("structlog_console", "loguru"):
+    elif SETUPS[setup][1] == "json" or setup in ("structlog_console", "loguru", "loguru_text"):
         assert str(inside.get("user")) == "42", inside_line  # the application's own fields stay
     if setup in ("hand_json", "structlog_json", "gunicorn_access_json"):
         # The formatter's fields keep their order; the ids come last.

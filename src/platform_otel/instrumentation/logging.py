@@ -103,8 +103,9 @@ class _State:
     old_call_handlers: Any = None
     console_handler: logging.Handler | None = None
     old_root_level: int | None = None
-    # Set once a loguru sink exports: call_handlers then notes the record it is handling, so
-    # a stdlib record forwarded into loguru (an InterceptHandler) is exported once, here.
+    # Set by platform_otel.logs.instrument_loguru: call_handlers then notes the record it is
+    # handling, so a stdlib record forwarded into loguru (an InterceptHandler) is exported
+    # once, here, and not again by the loguru sink.
     watch_handlers = False
 
 

@@ -4,9 +4,10 @@ loguru does not use ``logging``, so the stdlib integration neither stamps nor
 exports its records. Two plain callables, used through loguru's own API:
 
 * :func:`patcher` (``logger.configure(patcher=...)``) runs in the thread that
-  logs. Inside a span it puts ``trace_id``/``span_id`` into ``record["extra"]``,
-  where formats (``{extra[trace_id]}``) and ``serialize=True`` print them, and
-  keeps the span context on the record for the sink.
+  logs. It puts ``trace_id``/``span_id`` into ``record["extra"]`` (``"0"`` outside
+  a span, as on stdlib records), where formats (``{extra[trace_id]}``) and
+  ``serialize=True`` print them, and keeps the span context on the record for
+  the sink.
 * :func:`sink` (``logger.add(sink)``) exports the record: its message as the
   body, its level, its extras as attributes, the trace context it was written
   in (also with ``enqueue=True``, where the sink runs on loguru's thread).
@@ -49,7 +50,7 @@ _sink_ids: dict[int, int] = {}  # id(loguru core) -> handler id of our sink
 
 
 def patcher(record: dict[str, Any]) -> None:
-    """loguru patcher: the ids into ``record["extra"]`` inside a span. Never raises."""
+    """loguru patcher: the ids into ``record["extra"]`` (``"0"`` outside a span). Never raises."""
     try:
         span_context = trace.get_current_span().get_span_context()
         forwarded = in_stdlib_handlers()
@@ -63,8 +64,13 @@ def patcher(record: dict[str, Any]) -> None:
                 int(span_context.trace_flags),
                 forwarded,
             )
-        elif forwarded:
-            record[_CONTEXT_KEY] = (0, 0, 0, True)
+        else:
+            # As the stdlib records' "0": a format that prints {extra[trace_id]} never fails.
+            extra = record["extra"]
+            extra.setdefault("trace_id", "0")
+            extra.setdefault("span_id", "0")
+            if forwarded:
+                record[_CONTEXT_KEY] = (0, 0, 0, True)
     except Exception:
         report_internal_error("loguru patcher")
 
