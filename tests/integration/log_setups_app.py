@@ -106,6 +106,12 @@ def setups() -> dict[str, Log]:
     out["structlog_json_processor"] = structlog_stdlib(
         "structlog_json_processor", structlog.processors.JSONRenderer(), ours=True
     )
+    kwargs_logger = structlog.wrap_logger(
+        stdlib_logger("structlog_kwargs", pjl.JsonFormatter("%(levelname)s %(name)s %(message)s")),
+        processors=[structlog_processor, structlog.stdlib.render_to_log_kwargs],
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    out["structlog_kwargs"] = lambda msg, user: kwargs_logger.info(msg, user=user)
     native = structlog.wrap_logger(
         structlog.PrintLogger(stream("structlog_native")),
         processors=[

@@ -42,6 +42,8 @@ SETUPS: dict[str, tuple[str, str]] = {
     "structlog_console": ("structlog_console.log", "key=value"),
     "structlog_json_processor": ("structlog_json_processor.log", "json"),
     "structlog_native": ("structlog_native.log", "json"),
+    # structlog.stdlib.render_to_log_kwargs: the event's pairs as the record's extra=.
+    "structlog_kwargs": ("structlog_kwargs.log", "json"),
     "loguru": ("loguru.log", "loguru"),
     "loguru_intercept": ("loguru.log", "loguru"),
     "loguru_text": ("loguru_text.log", "key=value"),

@@ -11,9 +11,10 @@ renderer::
 It puts ``trace_id``/``span_id`` into the event dict inside a span (so the
 renderer prints them in its own syntax), and exports the event over OTLP:
 ``event`` is the body, the level the severity, the other key-value pairs the
-attributes. An event that goes on to a stdlib logger (``structlog.stdlib``) or
-is being rendered inside ``ProcessorFormatter`` only gets the ids: the stdlib
-integration exports that record, once.
+attributes. An event that goes on to a stdlib logger (``structlog.stdlib``) is
+left to the stdlib integration, which puts the ids in its line and exports the
+record, once; inside ``ProcessorFormatter`` the processor adds the ids of the
+record being rendered.
 
 structlog is never imported here: a processor is a plain callable.
 """
@@ -81,12 +82,17 @@ def processor(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict
                 event_dict.setdefault("trace_id", trace_id)
                 event_dict.setdefault("span_id", record.__dict__.get("span_id"))
             return event_dict
+        if isinstance(logger, logging.Logger):
+            # The event becomes a stdlib record, which carries the ids already, gets them in
+            # its line and is exported by .logging. Adding them here would make
+            # render_to_log_kwargs pass extra={"trace_id": ...}, which logging refuses.
+            return event_dict
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             event_dict.setdefault("trace_id", f"{span_context.trace_id:032x}")
             event_dict.setdefault("span_id", f"{span_context.span_id:016x}")
-        if isinstance(logger, logging.Logger) or not exporting():
-            return event_dict  # the stdlib record this becomes is exported by .logging
+        if not exporting():
+            return event_dict
         levelno, level_name = _level(method_name, event_dict)
         attributes: dict[str, Any] = {}
         event_attributes(event_dict, attributes)
