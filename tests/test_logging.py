@@ -242,3 +242,15 @@ def test_the_kind_of_line_is_decided_once_per_formatter(monkeypatch: pytest.Monk
     array = _Fixed("[1]")
     assert [_line(array) for _ in range(3)] == ["[1]"] * 3
     assert len(parses) == 2
+
+
+def test_a_formatter_that_answers_every_attribute_is_still_judged_by_its_line() -> None:
+    """A formatter whose ``__getattr__`` returns something for any name (a proxy, a mock)
+    does not hand back a bogus cached decision."""
+
+    class Answers(logging.Formatter):
+        def __getattr__(self, name: str) -> Any:
+            return "anything"
+
+    line = _line(Answers("%(levelname)s %(message)s"))
+    assert line == f"INFO hello trace_id={TRACE} span_id={SPAN}"

@@ -318,9 +318,9 @@ def _line_kind(formatter: logging.Formatter | None, text: str) -> int:
     """
     if formatter is None:  # logging's default formatter: the message alone
         return _MESSAGE
-    kind: int | None = getattr(formatter, _KIND_ATTR, None)
-    if kind is not None:
-        return kind
+    kind = getattr(formatter, _KIND_ATTR, None)
+    if kind.__class__ is int:
+        return int(kind)
     try:
         kind = _kinds.get(formatter)
     except TypeError:  # unhashable or not weakly referenceable: judged again each time
@@ -411,7 +411,7 @@ def _correlated(self: logging.Handler, record: logging.LogRecord, text: str) -> 
         return _text_line(text, trace_id, span_id)
     formatter = self.formatter
     kind = getattr(formatter, _KIND_ATTR, None)  # the cached decision (None: not made yet)
-    if kind is None:
+    if kind.__class__ is not int:  # not made yet, or a formatter whose __getattr__ answers
         kind = _line_kind(formatter, text)
     if kind == _TEXT:
         # On the message's own line, not after a traceback: shippers split on newlines.
