@@ -19,7 +19,7 @@ Importing this module imports neither structlog nor loguru.
 
 from __future__ import annotations
 
-from .instrumentation.loguru import instrument as instrument_loguru
+from .instrumentation.loguru import install as instrument_loguru
 from .instrumentation.loguru import patcher as loguru_patcher
 from .instrumentation.loguru import sink as loguru_sink
 from .instrumentation.structlog import processor as structlog_processor

@@ -12,11 +12,12 @@ exports its records. Two plain callables, used through loguru's own API:
   body, its level, its extras as attributes, the trace context it was written
   in (also with ``enqueue=True``, where the sink runs on loguru's thread).
 
-:func:`instrument` does both, once. A stdlib record that the application
-forwards into loguru (the usual ``InterceptHandler``) is exported by the stdlib
-integration and not again by the sink.
+:func:`install` (public name: ``platform_otel.logs.instrument_loguru``) does
+both, once. A stdlib record that the application forwards into loguru (the
+usual ``InterceptHandler``) is exported by the stdlib integration and not again
+by the sink.
 
-loguru is imported only by :func:`instrument` when it is not given a logger.
+loguru is imported only by :func:`install` when it is not given a logger.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .logging import (
     watch_stdlib_handlers,
 )
 
-__all__ = ["LIBRARY", "instrument", "patcher", "sink"]
+__all__ = ["LIBRARY", "install", "patcher", "sink"]
 
 LIBRARY = "loguru"
 
@@ -121,7 +122,7 @@ def sink(message: Any) -> None:
         report_internal_error("loguru sink")
 
 
-def instrument(logger: Any = None, *, level: str | int = "DEBUG") -> int:
+def install(logger: Any = None, *, level: str | int = "DEBUG") -> int:
     """Correlate and export loguru's records: install :func:`patcher` and add :func:`sink`.
 
     ``logger`` defaults to ``loguru.logger``. ``logger.configure(patcher=...)`` replaces a
