@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import types
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from typing import Any
 MODE, OUT = sys.argv[1], Path(sys.argv[2])
 Log = Callable[[str, int], None]
 files: list[Any] = []
+listeners: list[Any] = []
 
 
 def stream(name: str) -> Any:
@@ -80,6 +83,18 @@ def setups() -> dict[str, Log]:
     )
     out["message_only"] = with_extra(stdlib_logger("message_only", None))
     out["hand_json"] = with_extra(stdlib_logger("hand_json", HandWrittenJson()))
+    # QueueHandler -> QueueListener (formatting on the listener's thread) -> JSON formatter.
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    target = logging.StreamHandler(stream("queue_json"))
+    target.setFormatter(HandWrittenJson())
+    listener = logging.handlers.QueueListener(records, target)
+    listener.start()
+    listeners.append(listener)
+    queued = logging.getLogger("matrix.queue_json")
+    queued.handlers[:] = [logging.handlers.QueueHandler(records)]
+    queued.setLevel(logging.INFO)
+    queued.propagate = False
+    out["queue_json"] = with_extra(queued)
     out["python_json_logger"] = with_extra(
         stdlib_logger("python_json_logger", pjl.JsonFormatter("%(levelname)s %(name)s %(message)s"))
     )
@@ -220,6 +235,8 @@ def main() -> None:
     from loguru import logger as loguru_logger
 
     loguru_logger.remove()
+    for listener in listeners:
+        listener.stop()
     for fh in files:
         fh.close()
     print(json.dumps({"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}))

@@ -37,6 +37,7 @@ SETUPS: dict[str, tuple[str, str]] = {
     "plain": ("plain.log", "text"),
     "message_only": ("message_only.log", "text"),
     "hand_json": ("hand_json.log", "json"),
+    "queue_json": ("queue_json.log", "json"),
     "python_json_logger": ("python_json_logger.log", "json"),
     "structlog_json": ("structlog_json.log", "json"),
     "structlog_console": ("structlog_console.log", "key=value"),
@@ -166,7 +167,7 @@ def test_each_line_is_what_the_application_meant_with_the_span_ids(
         assert inside["status"] == 200 and inside["duration_us"] == 1500, inside_line
     elif SETUPS[setup][1] == "json" or setup in ("structlog_console", "loguru", "loguru_text"):
         assert str(inside.get("user")) == "42", inside_line  # the application's own fields stay
-    if setup in ("hand_json", "structlog_json", "gunicorn_access_json"):
+    if setup in ("hand_json", "queue_json", "structlog_json", "gunicorn_access_json"):
         # The formatter's fields keep their order; the ids come last.
         assert list(inside)[-2:] == ["trace_id", "span_id"], inside_line
         assert list(outside) == list(inside)[:-2], (inside_line, outside_line)

@@ -418,6 +418,12 @@ def _correlated(self: logging.Handler, record: logging.LogRecord, text: str) -> 
         first, newline, rest = text.partition("\n")
         return f"{first} trace_id={trace_id} span_id={span_id}{newline}{rest}"
     if kind == _MESSAGE:
+        queue_handler = getattr(sys.modules.get("logging.handlers"), "QueueHandler", None)
+        if queue_handler is not None and isinstance(self, queue_handler):
+            # QueueHandler.prepare() formats the message for the listener's handlers, which
+            # add the ids in their own syntax (a JSON formatter there: fields, not a suffix
+            # inside its "message").
+            return text
         return _message_line(text, trace_id, span_id)
     if kind == _OPAQUE or text[0] != "{" or '"trace_id"' in text:
         # A JSON formatter's line that is not an object (it changed its mind), or one that
