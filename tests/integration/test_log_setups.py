@@ -239,6 +239,7 @@ with trace.get_tracer("t").start_as_current_span("work") as span:
         1 / 0
     except ZeroDivisionError:
         log.exception("failed", order=8)
+        logger.exception("loguru failed")
 logger.complete()
 platform_otel.shutdown()
 print(f"IDS {ctx.trace_id:032x} {ctx.span_id:016x}")
@@ -249,7 +250,7 @@ def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
     otlp_grpc_receiver: OtlpReceiver, run_python: Any
 ) -> None:
     """A loguru sink on loguru's thread (enqueue=True) exports the record with the trace it
-    was written in; structlog's exception() exports exception.* and its pairs."""
+    was written in; structlog's and loguru's exception() export exception.* and the pairs."""
     result = run_python(THREADS_APP, otel_env(otlp_grpc_receiver), timeout=30)
     assert result.rc == 0 and "internal error" not in result.stderr, str(result)
     trace_id, span_id = result.stdout.split("IDS ")[1].split()
@@ -262,6 +263,10 @@ def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
     assert failed.attributes["exception.type"] == "ZeroDivisionError"
     assert "1 / 0" in failed.attributes["exception.stacktrace"]
     assert failed.attributes["order"] == 8
+    (loguru_failed,) = [r for r in otlp_grpc_receiver.logs() if r.body == "loguru failed"]
+    assert (loguru_failed.trace_id, loguru_failed.severity_text) == (trace_id, "ERROR")
+    assert loguru_failed.attributes["exception.type"] == "ZeroDivisionError"
+    assert loguru_failed.attributes["exception.message"] == "division by zero"
     line = json.loads(next(x for x in result.stdout.splitlines() if '"failed"' in x))
     assert line["trace_id"] == trace_id and "ZeroDivisionError" in line["exception"]
 
