@@ -242,6 +242,23 @@ def test_the_kind_of_line_is_decided_once_per_formatter(monkeypatch: pytest.Monk
     array = _Fixed("[1]")
     assert [_line(array) for _ in range(3)] == ["[1]"] * 3
     assert len(parses) == 2
+    # "{...}" that is not JSON is judged again on the next lines, 8 lines at most.
+    python_repr = _Fixed("{'msg': 'hello'}")
+    assert [_line(python_repr) for _ in range(20)] == ["{'msg': 'hello'}"] * 20
+    assert len(parses) == 2 + 8
+
+
+def test_a_json_template_is_json_once_a_message_fits_it() -> None:
+    """``'{"msg": "%(message)s"}'``: a message with a quote makes that line invalid JSON
+    (left as it is); the formatter is still recognised as JSON on a later line."""
+    template = logging.Formatter('{"level": "%(levelname)s", "msg": "%(message)s"}')
+    assert _line(template, 'say "hi"') == '{"level": "INFO", "msg": "say "hi""}'
+    assert json.loads(_line(template, "hello")) == {
+        "level": "INFO",
+        "msg": "hello",
+        "trace_id": TRACE,
+        "span_id": SPAN,
+    }
 
 
 def test_a_formatter_that_answers_every_attribute_is_still_judged_by_its_line() -> None:

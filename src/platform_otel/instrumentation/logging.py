@@ -277,6 +277,8 @@ _JSON_COMPACT = 4  # one JSON object per line, ``","``/``":"`` separators
 _OPAQUE = 5  # neither (a JSON array, XML, a Python repr, binary framing): left as it is
 
 _KIND_ATTR = "_platform_otel_line_kind"
+_TRIES_ATTR = "_platform_otel_line_tries"
+_MAX_TRIES = 8  # lines of "{...}" that are not JSON before a formatter is taken as neither
 _MESSAGE_ONLY = frozenset({"%(message)s", "{message}", "${message}"})
 # Control characters that do not occur in a text line (tab, newline, CR and the ANSI
 # escape of coloured consoles do): their presence means a framing the package can't know.
@@ -286,8 +288,12 @@ _NOT_A_VALUE_END = frozenset(" \t\r\n{")  # before "}": an empty object or inden
 _kinds: weakref.WeakKeyDictionary[logging.Formatter, int] = weakref.WeakKeyDictionary()
 
 
-def _sample_kind(text: str) -> int:
-    """What kind of line ``text`` is: one parse, done once per formatter."""
+def _sample_kind(text: str) -> int | None:
+    """What kind of line ``text`` is (one parse); ``None``: "{...}" that is not JSON.
+
+    That may be a Python dict's repr (never JSON) or a JSON template such as
+    ``'{"msg": "%(message)s"}'`` whose message held a quote this once: undecided.
+    """
     line = text.strip()
     if not line:
         return _TEXT
@@ -298,9 +304,8 @@ def _sample_kind(text: str) -> int:
         try:
             value = json.loads(line)
         except ValueError:
-            # "{...}" that is not JSON (a Python dict's repr) is left alone; "[INFO] ..."
-            # and "{name} said ..." are text.
-            return _OPAQUE if first == "{" and last == "}" else _TEXT
+            # "[INFO] ..." and "{name} said ..." are text.
+            return None if first == "{" and last == "}" else _TEXT
         if not isinstance(value, dict):
             return _OPAQUE
         return _JSON if '": ' in line or not line[1:-1].strip() else _JSON_COMPACT
@@ -331,6 +336,16 @@ def _line_kind(formatter: logging.Formatter | None, text: str) -> int:
         kind = _MESSAGE
     else:
         kind = _sample_kind(text)
+    if kind is None:
+        # Left alone this time; judged again on the next lines, _MAX_TRIES lines at most.
+        try:
+            tries = int(getattr(formatter, _TRIES_ATTR, 0)) + 1
+            setattr(formatter, _TRIES_ATTR, tries)
+        except Exception:
+            tries = _MAX_TRIES
+        if tries < _MAX_TRIES:
+            return _OPAQUE
+        kind = _OPAQUE
     try:
         setattr(formatter, _KIND_ATTR, kind)
     except Exception:  # __slots__, a frozen class
