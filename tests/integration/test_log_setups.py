@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.documented import assert_documented
 from tests.support.fixtures import child_env, otel_env
 from tests.support.otlp_receiver import ExportedLog, OtlpReceiver
 
@@ -206,6 +207,7 @@ def test_each_event_reaches_the_receiver_once_with_its_trace_and_pairs(
     assert (record.severity_number, record.severity_text) == (9, "INFO")
     assert record.attributes.get("user") == 42, record.attributes
     assert outside[0].attributes.get("user") == 7
+    assert_documented(set(record.attributes) - {"user"})  # the rest is platform-otel's
     if setup.startswith(("structlog", "loguru")):
         # The event itself is the body, not the event dict's repr or a rendered line.
         assert record.body == f"{setup}:inside", record.body
@@ -246,6 +248,9 @@ print(f"IDS {ctx.trace_id:032x} {ctx.span_id:016x}")
 """
 
 
+APP_KEYS = {"order", "timestamp"}  # THREADS_APP's own key-value pairs
+
+
 def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
     otlp_grpc_receiver: OtlpReceiver, run_python: Any
 ) -> None:
@@ -267,6 +272,9 @@ def test_enqueued_loguru_sink_and_structlog_exceptions_keep_their_trace(
     assert (loguru_failed.trace_id, loguru_failed.severity_text) == (trace_id, "ERROR")
     assert loguru_failed.attributes["exception.type"] == "ZeroDivisionError"
     assert loguru_failed.attributes["exception.message"] == "division by zero"
+    assert_documented(
+        {*failed.attributes, *loguru_failed.attributes, *queued.attributes} - APP_KEYS
+    )
     line = json.loads(next(x for x in result.stdout.splitlines() if '"failed"' in x))
     assert line["trace_id"] == trace_id and "ZeroDivisionError" in line["exception"]
 
