@@ -80,7 +80,7 @@ def otelcol() -> Path:
 def shipped_configs() -> list[Path]:
     """Every collector configuration shipped in collector/ (sidecar, gateway tier)."""
     return sorted(
-        p for p in COLLECTOR_DIR.glob("*.yaml") if "\nreceivers:" in p.read_text(encoding="utf-8")
+        p for p in COLLECTOR_DIR.glob("*.yaml") if "\nservice:\n" in p.read_text(encoding="utf-8")
     )
 
 
