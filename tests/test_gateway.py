@@ -14,6 +14,7 @@ plain ones, ones with an error span, and slow ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -155,11 +156,15 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
         # A YAML list in one variable: the collector's env provider parses it.
         "OTELCOL_GATEWAYS": "[" + ", ".join(g.grpc for g in gateways) + "]",
     }
-    try:
+    with contextlib.ExitStack() as running:
+        for receiver in (*stores, loki):
+            running.callback(receiver.stop)
         for gateway in gateways:
-            gateway.proc = start_process(
-                [str(otelcol), "--config", str(COLLECTOR_DIR / "gateway.yaml")], gateway.env
-            ).__enter__()
+            gateway.proc = running.enter_context(
+                start_process(
+                    [str(otelcol), "--config", str(COLLECTOR_DIR / "gateway.yaml")], gateway.env
+                )
+            )
         for gateway in gateways:
             wait_http(f"http://{gateway.health}/", gateway.proc, timeout=20)
         with start_process(
@@ -169,13 +174,9 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
             yield Tier(otelcol, gateways, f"http://127.0.0.1:{sidecar_ports['grpc']}")
             sidecar.stop()
             assert sidecar.returncode == 0, str(sidecar)
-    finally:
         for gateway in gateways:
             if gateway.proc is not None:
-                gateway.proc.stop()
-        for store in stores:
-            store.stop()
-        loki.stop()
+                gateway.proc.stop()  # the restarted one is not in `running`
 
 
 def _emit(tier: Tier, count: int, only: str = "") -> dict[str, list[str]]:
