@@ -156,7 +156,28 @@ def metrics_payload() -> bytes:
     return bytes(request.SerializeToString())
 
 
-def _load_worker(address: str, method: str, payload: bytes, seconds: float, threads: int) -> None:
+def _fresh_trace_ids(payload: bytes) -> Any:
+    """A function returning ``payload`` with new random trace ids (for tail sampling)."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(payload)
+    offsets = []
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        offsets.append(payload.find(span.trace_id))
+    assert all(o >= 0 for o in offsets)
+
+    def fresh() -> bytes:
+        buf = bytearray(payload)
+        for offset in offsets:
+            buf[offset : offset + 16] = os.urandom(16)
+        return bytes(buf)
+
+    return fresh
+
+
+def _load_worker(
+    address: str, method: str, payload: bytes, seconds: float, threads: int, new_ids: bool
+) -> None:
     """Send ``payload`` over ``threads`` concurrent gRPC calls until ``seconds`` pass."""
     import threading
 
@@ -165,11 +186,12 @@ def _load_worker(address: str, method: str, payload: bytes, seconds: float, thre
     channel = grpc.insecure_channel(address)
     call = channel.unary_unary(method)
     deadline = time.monotonic() + seconds
+    fresh = _fresh_trace_ids(payload) if new_ids else (lambda: payload)
 
     def loop() -> None:
         while time.monotonic() < deadline:
             try:
-                call(payload, timeout=10)
+                call(fresh(), timeout=10)
             except grpc.RpcError:
                 time.sleep(0.01)  # refused (memory_limiter): back off a little, as an SDK does
 
@@ -202,11 +224,12 @@ def _phase(
     payload: bytes,
     counter: str,
     seconds: float,
+    new_ids: bool = False,
 ) -> dict[str, float]:
     before_cpu, before = _cpu_seconds(pid), _self_metric(telemetry, counter)
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_load_worker, args=(address, method, payload, seconds, 4))
+        ctx.Process(target=_load_worker, args=(address, method, payload, seconds, 4, new_ids))
         for _ in range(2)
     ]
     start = time.monotonic()
@@ -222,80 +245,113 @@ def _phase(
     return {"items": items, "cpu": cpu, "wall": wall, "rss_mib": peak / 1024}
 
 
+def _start(
+    binary: Path, config: str, storage: str, sink_port: int, **extra: str
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    ports = {n: free_port() for n in ("grpc", "http", "health", "prometheus", "telemetry")}
+    env = dict(os.environ)
+    env.update(
+        OTELCOL_OTLP_GRPC_ENDPOINT=f"127.0.0.1:{ports['grpc']}",
+        OTELCOL_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{ports['http']}",
+        OTELCOL_HEALTH_ENDPOINT=f"127.0.0.1:{ports['health']}",
+        OTELCOL_PROMETHEUS_ENDPOINT=f"127.0.0.1:{ports['prometheus']}",
+        OTELCOL_TELEMETRY_HOST="127.0.0.1",
+        OTELCOL_TELEMETRY_PORT=str(ports["telemetry"]),
+        OTELCOL_STORAGE_DIR=storage,
+        TEMPO_ENDPOINT=f"127.0.0.1:{sink_port}",
+        TRACES_ENDPOINT=f"127.0.0.1:{sink_port}",
+        LOKI_ENDPOINT=f"http://127.0.0.1:{free_port()}/otlp",
+    )
+    env.update(extra)
+    proc = subprocess.Popen(
+        [str(binary), "--config", str(REPO / "collector" / config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1)
+            return proc, ports
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"collector ({config}) did not start") from None
+            time.sleep(0.2)
+
+
 def run(quick: bool, seconds: float | None = None) -> list[dict[str, Any]]:
     binary = _otelcol()
     if binary is None:
         return [row(BENCH, "skipped", 0.0, "", notes="collector not built: run collector/build.sh")]
     seconds = seconds or (4.0 if quick else 15.0)
     sink = start_sink()
-    ports = {n: free_port() for n in ("grpc", "http", "health", "prometheus", "telemetry")}
-    with tempfile.TemporaryDirectory(prefix="otelcol-bench-") as storage:
-        env = dict(os.environ)
-        env.update(
-            OTELCOL_OTLP_GRPC_ENDPOINT=f"127.0.0.1:{ports['grpc']}",
-            OTELCOL_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{ports['http']}",
-            OTELCOL_HEALTH_ENDPOINT=f"127.0.0.1:{ports['health']}",
-            OTELCOL_PROMETHEUS_ENDPOINT=f"127.0.0.1:{ports['prometheus']}",
-            OTELCOL_TELEMETRY_HOST="127.0.0.1",
-            OTELCOL_TELEMETRY_PORT=str(ports["telemetry"]),
-            OTELCOL_STORAGE_DIR=storage,
-            TEMPO_ENDPOINT=f"127.0.0.1:{sink.port}",
-            LOKI_ENDPOINT=f"http://127.0.0.1:{free_port()}/otlp",
-            GOMEMLIMIT="400MiB",  # as in compose (512M container)
-        )
-        proc = subprocess.Popen(
-            [str(binary), "--config", str(REPO / "collector" / "config.yaml")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            telemetry = f"127.0.0.1:{ports['telemetry']}"
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{ports['health']}/", timeout=1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("collector did not start") from None
-                    time.sleep(0.2)
-            address = f"127.0.0.1:{ports['grpc']}"
-            idle = rss_kib(proc.pid)[0] / 1024
-            spans = _phase(
-                proc.pid, telemetry, address, _TRACE_METHOD, trace_payload(),
-                "otelcol_receiver_accepted_spans", seconds,
-            )  # fmt: skip
-            points = _phase(
-                proc.pid, telemetry, address, _METRICS_METHOD, metrics_payload(),
-                "otelcol_receiver_accepted_metric_points", seconds,
-            )  # fmt: skip
-            refused = _self_metric(telemetry, "otelcol_receiver_refused_spans")
-        finally:
-            proc.terminate()
-            proc.wait(20)
-            sink.stop()
+    try:
+        with tempfile.TemporaryDirectory(prefix="otelcol-bench-") as storage:
+            # The sidecar, as compose runs it (512M container).
+            proc, ports = _start(binary, "config.yaml", storage, sink.port, GOMEMLIMIT="400MiB")
+            try:
+                telemetry = f"127.0.0.1:{ports['telemetry']}"
+                address = f"127.0.0.1:{ports['grpc']}"
+                idle = rss_kib(proc.pid)[0] / 1024
+                spans = _phase(
+                    proc.pid, telemetry, address, _TRACE_METHOD, trace_payload(),
+                    "otelcol_receiver_accepted_spans", seconds,
+                )  # fmt: skip
+                points = _phase(
+                    proc.pid, telemetry, address, _METRICS_METHOD, metrics_payload(),
+                    "otelcol_receiver_accepted_metric_points", seconds,
+                )  # fmt: skip
+                refused = _self_metric(telemetry, "otelcol_receiver_refused_spans")
+            finally:
+                proc.terminate()
+                proc.wait(20)
+        with tempfile.TemporaryDirectory(prefix="otelcol-bench-gw-") as storage:
+            # A gateway with its defaults (decision_wait 10 s, 10 % of plain traces kept),
+            # every trace id new, as behind a load balancer.
+            proc, ports = _start(binary, "gateway.yaml", storage, sink.port, GOMEMLIMIT="1600MiB")
+            try:
+                telemetry = f"127.0.0.1:{ports['telemetry']}"
+                gateway = _phase(
+                    proc.pid, telemetry, f"127.0.0.1:{ports['grpc']}", _TRACE_METHOD,
+                    trace_payload(), "otelcol_receiver_accepted_spans", seconds, new_ids=True,
+                )  # fmt: skip
+                gateway_refused = _self_metric(telemetry, "otelcol_receiver_refused_spans")
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    finally:
+        sink.stop()
     cores = os.cpu_count() or 1
-    note = f"{cores} cores shared with the loader; config.yaml (span_metrics, fsync queue)"
+    note = f"{cores} cores shared with the loader"
+    sidecar = "sidecar config.yaml (span_metrics, fsync queue)"
     return [
         row(
             BENCH,
-            "spans per CPU-second",
+            "sidecar: spans per CPU-second",
             spans["items"] / spans["cpu"] if spans["cpu"] else 0.0,
             "spans/s/core",
-            notes=f"{spans['items'] / spans['wall']:,.0f} spans/s wall, {spans['cpu'] / spans['wall']:.2f} cores busy, {refused:.0f} refused; {note}",
+            notes=f"{spans['items'] / spans['wall']:,.0f} spans/s wall, {spans['cpu'] / spans['wall']:.2f} cores busy, {refused:.0f} refused; {sidecar}; {note}",
         ),
         row(
             BENCH,
-            "data points per CPU-second",
+            "sidecar: data points per CPU-second",
             points["items"] / points["cpu"] if points["cpu"] else 0.0,
             "points/s/core",
-            notes=f"{points['items'] / points['wall']:,.0f} points/s wall, {points['cpu'] / points['wall']:.2f} cores busy; {note}",
+            notes=f"{points['items'] / points['wall']:,.0f} points/s wall, {points['cpu'] / points['wall']:.2f} cores busy; {sidecar}; {note}",
         ),
-        row(BENCH, "memory idle", idle, "MiB", higher_is_better=False, notes="RSS after start"),
         row(
             BENCH,
-            "memory under span load",
+            "sidecar: memory idle",
+            idle,
+            "MiB",
+            higher_is_better=False,
+            notes="RSS after start",
+        ),
+        row(
+            BENCH,
+            "sidecar: memory under span load",
             spans["rss_mib"],
             "MiB",
             higher_is_better=False,
@@ -303,11 +359,26 @@ def run(quick: bool, seconds: float | None = None) -> list[dict[str, Any]]:
         ),
         row(
             BENCH,
-            "memory under metrics load",
+            "sidecar: memory under metrics load",
             points["rss_mib"],
             "MiB",
             higher_is_better=False,
             notes="peak RSS, GOMEMLIMIT=400MiB",
+        ),
+        row(
+            BENCH,
+            "gateway: spans per CPU-second",
+            gateway["items"] / gateway["cpu"] if gateway["cpu"] else 0.0,
+            "spans/s/core",
+            notes=f"{gateway['items'] / gateway['wall']:,.0f} spans/s wall, {gateway['cpu'] / gateway['wall']:.2f} cores busy, {gateway_refused:.0f} refused; gateway.yaml (span_metrics, tail_sampling 10 s); {note}",
+        ),
+        row(
+            BENCH,
+            "gateway: memory under span load",
+            gateway["rss_mib"],
+            "MiB",
+            higher_is_better=False,
+            notes="peak RSS, GOMEMLIMIT=1600MiB, spans held for decision_wait 10 s",
         ),
     ]
 
