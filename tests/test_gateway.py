@@ -72,6 +72,8 @@ platform_otel.shutdown()
 print(json.dumps(out))
 """
 SPANS_PER_TRACE = 4
+# 480 plain traces: the kept share's standard deviation is 2 points at 30 %.
+TRACES = 600
 
 
 def _otelcol() -> Path:
@@ -220,7 +222,7 @@ def _span_metric_calls(endpoint: str) -> float:
 
 
 def test_traces_stay_whole_and_are_tail_sampled(tier: Tier) -> None:
-    emitted = _emit(tier, 300)
+    emitted = _emit(tier, TRACES)
     # Decisions come GATEWAY_DECISION_WAIT (2 s) after a trace's first span.
     time.sleep(2.0)
     _wait_stable(tier.gateways)
@@ -238,11 +240,11 @@ def test_traces_stay_whole_and_are_tail_sampled(tier: Tier) -> None:
     assert set(emitted["error"]) <= set(kept)
     assert set(emitted["slow"]) <= set(kept)
     plain_kept = len(set(emitted["plain"]) & set(kept)) / len(emitted["plain"])
-    assert abs(plain_kept - SAMPLE_PERCENT / 100) <= 0.1, plain_kept
+    assert abs(plain_kept - SAMPLE_PERCENT / 100) <= 0.1, plain_kept  # 5 standard deviations
     assert set(kept) <= set(emitted["plain"]) | set(emitted["error"]) | set(emitted["slow"])
 
     # Span metrics are computed before sampling: every span counted, kept or not.
-    total = 300 * SPANS_PER_TRACE
+    total = TRACES * SPANS_PER_TRACE
     deadline = time.monotonic() + 15
     while (counted := sum(_span_metric_calls(g.metrics) for g in tier.gateways)) < total:
         assert time.monotonic() < deadline, counted
