@@ -21,6 +21,7 @@ the traffic deserves must be firing; every document's trace must be whole in Jae
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -326,9 +327,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     pytest.importorskip("fastapi")
     pytest.importorskip("mcp")
     jaeger_bin = jaeger_binary()
-    loki = OtlpReceiver("http").start()
     sink: OtlpReceiver | None = None
-    with contextlib_exit_stack() as stack_ctx:
+    with contextlib.ExitStack() as stack_ctx:
+        loki = OtlpReceiver("http").start()  # Loki's stand-in
+        stack_ctx.callback(loki.stop)
         if jaeger_bin is not None:
             jenv, jports = _jaeger_env()
             jaeger_proc = stack_ctx.enter_context(
@@ -345,7 +347,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack_ctx.callback(sink.stop)
             jaeger = None
             traces_endpoint = f"127.0.0.1:{sink.port}"
-        stack_ctx.callback(loki.stop)
 
         env, ports = _collector_env(
             tmp_path_factory.mktemp("otelcol-queue"), traces_endpoint, loki.endpoint
@@ -478,12 +479,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         prometheus.wait_query(f'pipeline_items_total{{job="{OPS_SERVICE}"}}')
         prometheus.wait_query('ALERTS{alertstate="firing"}')
         yield stack
-
-
-def contextlib_exit_stack() -> Any:
-    import contextlib
-
-    return contextlib.ExitStack()
 
 
 # --------------------------------------------------------------------------- dashboards

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def compose_schema() -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=180,
-        cwd=REPO_ROOT / "collector" / "jaeger",  # any module directory
+        cwd=tempfile.gettempdir(),  # outside any module: nothing of the repo changes
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     module_dir = Path(json.loads(proc.stdout)["Dir"])
