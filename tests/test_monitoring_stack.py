@@ -190,6 +190,14 @@ def get_item(item_id: int) -> dict:
     return {"id": item_id}
 
 client = TestClient(app, raise_server_exceptions=False)
+# A hot GPU, as the GPU integration reports it (hw.temperature, unit Cel): checks the
+# Prometheus name the GPU alert rules use.
+from opentelemetry import metrics
+from opentelemetry.metrics import Observation
+metrics.get_meter("stack-ops").create_observable_gauge(
+    "hw.temperature", callbacks=[lambda options: [Observation(91.0, {"hw.id": "GPU-test", "hw.type": "gpu"})]],
+    unit="Cel",
+)
 pipe = platform_otel.pipeline("ops-batch")
 depth = [3]
 pipe.observe_queue("inbox", depth=lambda: depth[0])
@@ -627,6 +635,10 @@ def test_alerts_fire_on_the_errors_the_traffic_made(stack: Stack) -> None:
         (OPS_SERVICE, "ingest"),
         ("python-services", "ingest"),
         ("doc-pipeline", "convert"),
+    }
+    # The hot GPU (hw.temperature 91 Cel, rendered hw_temperature_celsius) is over 85.
+    assert {(m["job"], m["hw_id"]) for m in by_name["GpuTemperatureHigh"]} >= {
+        (OPS_SERVICE, "GPU-test")
     }
     # Healthy things do not alert: lag is sub-second, the collector refuses and drops nothing.
     for quiet in (
