@@ -319,3 +319,19 @@ def test_jaeger_config_validates(tmp_path: Path) -> None:
     proc = _run([jaeger, "validate", "--config", str(broken)])
     assert proc.returncode != 0
     assert "memoryy" in proc.stdout + proc.stderr
+
+
+def test_new_dashboards_set_units_and_thresholds() -> None:
+    """Every panel of Cluster Overview and Service Performance has a unit; ratio panels a threshold."""
+    for name in ("Services/service-performance.json", "Overview/cluster-overview.json"):
+        dashboard = json.loads((DASHBOARDS / name).read_text(encoding="utf-8"))
+        names = {v["name"] for v in dashboard["templating"]["list"]}
+        assert {"environment", "service"} <= names, name
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            defaults = panel["fieldConfig"]["defaults"]
+            assert defaults.get("unit"), (name, panel["title"])
+            if defaults["unit"] == "percentunit":
+                steps = defaults["thresholds"]["steps"]
+                assert any(step["value"] for step in steps), (name, panel["title"])
