@@ -133,6 +133,7 @@ class Tier:
     otelcol: Path
     gateways: list[Gateway]
     sidecar_grpc: str
+    running: contextlib.ExitStack  # processes stopped when the module ends
 
 
 @pytest.fixture(scope="module")
@@ -173,12 +174,9 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
             [str(otelcol), "--config", str(COLLECTOR_DIR / "sidecar-gateway.yaml")], sidecar_env
         ) as sidecar:
             wait_http(f"http://127.0.0.1:{sidecar_ports['health']}/", sidecar, timeout=20)
-            yield Tier(otelcol, gateways, f"http://127.0.0.1:{sidecar_ports['grpc']}")
+            yield Tier(otelcol, gateways, f"http://127.0.0.1:{sidecar_ports['grpc']}", running)
             sidecar.stop()
             assert sidecar.returncode == 0, str(sidecar)
-        for gateway in gateways:
-            if gateway.proc is not None:
-                gateway.proc.stop()  # the restarted one is not in `running`
 
 
 def _emit(tier: Tier, count: int, only: str = "") -> dict[str, list[str]]:
@@ -261,6 +259,15 @@ def _queue_size(endpoint: str) -> float:
     )
 
 
+def _restart(tier: Tier, gateway: Gateway) -> None:
+    """Start ``gateway`` again (same ports and storage), kept running until the module ends."""
+    server = start_process(
+        [str(tier.otelcol), "--config", str(COLLECTOR_DIR / "gateway.yaml")], gateway.env
+    )
+    gateway.proc = tier.running.enter_context(server)
+    wait_http(f"http://{gateway.health}/", gateway.proc, timeout=20)
+
+
 def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
     """Gateway B's store is down; B queues its kept traces on disk, restarts, then delivers them."""
     a, b = tier.gateways
@@ -290,6 +297,35 @@ def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
             time.sleep(0.3)
         assert set(emitted["error"]) <= set(stored), len(set(emitted["error"]) - set(stored))
         assert _by_trace(b.store.spans()), "nothing came from B's queue"
+        assert all(len(stored[t]) == SPANS_PER_TRACE for t in emitted["error"])
+        restarted.stop()
+        b.proc = None
+    _restart(tier, b)
+
+
+def test_sidecar_holds_a_restarting_gateways_share(tier: Tier) -> None:
+    """Gateway B is down while traffic flows: the sidecar retries B's share until B is back."""
+    a, b = tier.gateways
+    for gateway in tier.gateways:
+        gateway.store.clear()
+    assert b.proc is not None
+    b.proc.stop()
+    emitted = _emit(tier, 60, only="error")  # all kept: the counts are exact
+    time.sleep(1.0)  # B's share is now waiting in the sidecar's retry queue
+    assert not b.store.spans()
+    with start_process(
+        [str(tier.otelcol), "--config", str(COLLECTOR_DIR / "gateway.yaml")], b.env
+    ) as restarted:
+        b.proc = restarted
+        wait_http(f"http://{b.health}/", restarted, timeout=20)
+        deadline = time.monotonic() + 40
+        while True:
+            stored = {**_by_trace(a.store.spans()), **_by_trace(b.store.spans())}
+            if set(emitted["error"]) <= set(stored) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert set(emitted["error"]) <= set(stored), len(set(emitted["error"]) - set(stored))
+        assert _by_trace(b.store.spans()), "B's share did not reach B after its restart"
         assert all(len(stored[t]) == SPANS_PER_TRACE for t in emitted["error"])
         restarted.stop()
         b.proc = None
