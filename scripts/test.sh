@@ -32,6 +32,15 @@ if [ -x collector/build.sh ] && [ -z "${PLATFORM_OTEL_SKIP_COLLECTOR:-}" ]; then
   fi
 fi
 
+if [ -x collector/jaeger/build.sh ] && [ -z "${PLATFORM_OTEL_SKIP_JAEGER:-}" ]; then
+  step "Jaeger trace store (cached by version; the tests read traces back from it)"
+  if bin=$(collector/jaeger/build.sh | tail -n 1) && [ -x "$bin" ]; then
+    export PLATFORM_OTEL_JAEGER="$bin"
+  else
+    echo "jaeger build failed" >&2; exit 1
+  fi
+fi
+
 if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_PROMETHEUS:-}" ]; then
   step "Prometheus (Debian package)"
   if [ "$(id -u)" = 0 ]; then

@@ -42,7 +42,6 @@ pytestmark = pytest.mark.integration
 COLLECTOR_DIR = REPO_ROOT / "collector"
 CONFIG = COLLECTOR_DIR / "config.yaml"
 MANIFEST = COLLECTOR_DIR / "manifest.yaml"
-DASHBOARDS = COLLECTOR_DIR / "grafana" / "dashboards"
 SERVICE = "collector-e2e"
 PIPELINE = "doc-ingest"
 
@@ -78,15 +77,30 @@ def otelcol() -> Path:
 # --------------------------------------------------------------------------- validate
 
 
-def test_config_validates(otelcol: Path) -> None:
-    """`otelcol-platform validate` accepts collector/config.yaml with its default endpoints."""
+def shipped_configs() -> list[Path]:
+    """Every collector configuration shipped in collector/ (sidecar, gateway tier)."""
+    return sorted(
+        p for p in COLLECTOR_DIR.glob("*.yaml") if "\nservice:\n" in p.read_text(encoding="utf-8")
+    )
+
+
+def test_every_shipped_config_is_found() -> None:
+    names = {p.name for p in shipped_configs()}
+    assert names == {"config.yaml", "gateway.yaml", "sidecar-gateway.yaml"}
+
+
+@pytest.mark.parametrize("config", shipped_configs(), ids=lambda p: p.name)
+def test_config_validates(otelcol: Path, config: Path) -> None:
+    """`otelcol-platform validate` accepts each shipped config with its default endpoints."""
     proc = subprocess.run(
-        [str(otelcol), "validate", "--config", str(CONFIG)],
+        [str(otelcol), "validate", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
         env={
-            k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "TEMPO_", "LOKI_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OTELCOL_", "TEMPO_", "LOKI_", "GATEWAY_", "TRACES_"))
         },
     )
     assert proc.returncode == 0, proc.stderr
@@ -97,7 +111,7 @@ def test_validate_rejects_unknown_component(otelcol: Path, tmp_path: Path) -> No
     broken = tmp_path / "config.yaml"
     text = CONFIG.read_text(encoding="utf-8")
     broken.write_text(
-        text.replace("  memory_limiter:\n", "  tail_sampling:\n", 1), encoding="utf-8"
+        text.replace("  memory_limiter:\n", "  k8s_attributes:\n", 1), encoding="utf-8"
     )
     proc = subprocess.run(
         [str(otelcol), "validate", "--config", str(broken)],
@@ -106,7 +120,7 @@ def test_validate_rejects_unknown_component(otelcol: Path, tmp_path: Path) -> No
         timeout=30,
     )
     assert proc.returncode != 0
-    assert "tail_sampling" in proc.stderr
+    assert "k8s_attributes" in proc.stderr
 
 
 _KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
@@ -124,15 +138,21 @@ def _sections(text: str, item: str) -> dict[str, set[str]]:
     return found
 
 
-def test_distribution_is_exactly_what_the_config_uses(otelcol: Path) -> None:
-    """The slim build has every component config.yaml names and nothing it does not use."""
+def test_distribution_is_exactly_what_the_configs_use(otelcol: Path) -> None:
+    """The slim build has every component the shipped configs name and nothing they do not use."""
     listed = subprocess.run(
         [str(otelcol), "components"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     built = _sections(listed, r"^    - name: (\w+)$")
-    used = _sections(CONFIG.read_text(encoding="utf-8"), r"^  (\w+)(?:/[^:]*)?:")
+    used: dict[str, set[str]] = {kind: set() for kind in _KINDS}
+    for config in shipped_configs():
+        for kind, names in _sections(
+            config.read_text(encoding="utf-8"), r"^  (\w+)(?:/[^:]*)?:"
+        ).items():
+            used[kind] |= names
     assert built == used
-    assert used["exporters"] == {"otlp_grpc", "otlp_http", "prometheus", "debug"}
+    assert used["exporters"] == {"otlp_grpc", "otlp_http", "prometheus", "debug", "load_balancing"}
+    assert {"tail_sampling", "filter", "transform"} <= used["processors"]
 
 
 # --------------------------------------------------------------------------- end to end
@@ -526,90 +546,3 @@ def test_prometheus_exemplars_point_at_delivered_traces(
     ).read_text(encoding="utf-8")
     block = datasources.split("exemplarTraceIdDestinations:", 1)[1].split("\n\n", 1)[0]
     assert "trace_id" in re.findall(r"- name: (\w+)", block)
-
-
-# --------------------------------------------------------------------------- dashboards
-
-_PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "inf", "nan", "sum", "avg", "min", "max", "count", "rate", "irate",
-    "increase", "histogram_quantile", "topk", "bottomk", "quantile", "stddev", "clamp_min",
-    "clamp_max", "label_values", "vector", "scalar", "abs", "delta", "deriv", "idelta",
-    "max_over_time", "min_over_time", "avg_over_time", "sum_over_time", "last_over_time",
-    "absent", "time", "round", "ceil", "floor", "sort", "sort_desc", "count_values",
-    "label_replace", "label_join", "sgn", "exp", "ln", "log2", "log10", "sqrt", "group",
-}  # fmt: skip
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression (with Grafana variables) selects."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
-    text = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_:]*\}?", "1", text)  # Grafana variables
-    text = re.sub(r"\{[^{}]*\}", "", text)  # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges / subqueries
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    names = set()
-    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][A-Za-z0-9_:]*)\b(\s*\()?", text):
-        word, call = match.group(1), match.group(2)
-        if call or word.lower() in _PROMQL_WORDS:
-            continue
-        names.add(word)
-    return names
-
-
-def _dashboard_exprs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("expr", "query", "definition") and isinstance(value, str) and value:
-                if key == "query" and not re.search(r"[({]", value):
-                    continue  # a Loki/Tempo text query or a plain label name
-                yield value
-            else:
-                yield from _dashboard_exprs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _dashboard_exprs(item)
-
-
-def test_promql_metric_name_parser() -> None:
-    """The dashboard check finds metric names, not functions, labels or variables."""
-    expr = (
-        "histogram_quantile(0.95, sum by (le, stage) (rate(pipeline_lag_seconds_bucket"
-        '{job=~"$job", stage!="x"}[$__rate_interval]))) / on(job) group_left '
-        "sum(pipeline_queue_depth) or vector(0)"
-    )
-    assert promql_metric_names(expr) == {"pipeline_lag_seconds_bucket", "pipeline_queue_depth"}
-    assert promql_metric_names('count(target_info{job="a b"}) > bool 0') == {"target_info"}
-
-
-def test_dashboards_use_only_metric_names_prometheus_has(
-    scenario: Scenario, prometheus: Prometheus
-) -> None:
-    """Every metric a provisioned dashboard queries exists in Prometheus under that exact name."""
-    files = sorted(DASHBOARDS.glob("*.json"))
-    assert files, f"no dashboards in {DASHBOARDS}"
-    known = set(prometheus.get("/api/v1/label/__name__/values"))
-    missing: dict[str, set[str]] = {}
-    seen: set[str] = set()
-    for path in files:
-        dashboard = json.loads(path.read_text(encoding="utf-8"))
-        for expr in _dashboard_exprs(dashboard):
-            if expr.startswith("label_values("):
-                args = expr[len("label_values(") : -1].rsplit(",", 1)
-                if len(args) == 1:
-                    continue  # label_values(label): no metric
-                expr = args[0]
-            names = promql_metric_names(expr)
-            seen |= names
-            if names - known:
-                missing.setdefault(path.name, set()).update(names - known)
-    assert not missing, (
-        f"dashboard metrics Prometheus does not have: {missing}; it has {sorted(known)}"
-    )
-    assert {
-        "pipeline_items_total",
-        "pipeline_stage_duration_seconds_bucket",
-        "pipeline_lag_seconds_bucket",
-        "pipeline_queue_depth",
-        "http_server_request_duration_seconds_bucket",
-    } <= seen
