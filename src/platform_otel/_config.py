@@ -138,6 +138,8 @@ class Settings:
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
+    gpu_interval: float = 1.0  # seconds between GPU samples (PLATFORM_OTEL_GPU_INTERVAL)
+    gpu_device: str | None = None  # hw.id or index of the GPU calls run on (PLATFORM_OTEL_GPU_DEVICE)
     #: Variables the SDK reads itself whose values are invalid; init() removes them from
     #: os.environ so the SDK uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
@@ -666,6 +668,15 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         sdk_disabled=sdk_disabled,
         strict=strict,
+        gpu_interval=r.number(
+            kwargs.get("gpu_interval"),
+            "gpu_interval",
+            ("PLATFORM_OTEL_GPU_INTERVAL",),
+            1.0,
+            lo=0.05,
+            hi=3600.0,
+        ),
+        gpu_device=(r.raw("PLATFORM_OTEL_GPU_DEVICE") or (None, None))[1],
     )
     object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))

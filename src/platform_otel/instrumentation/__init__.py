@@ -127,7 +127,7 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
         if reason:  # an integration may decline, e.g. an unsupported library version
             log_once(
                 f"decline:{name}",
-                logging.WARNING,
+                getattr(module, "DECLINE_LEVEL", logging.WARNING),
                 "platform-otel: %s integration disabled: %s",
                 name,
                 reason,
