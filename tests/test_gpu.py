@@ -26,8 +26,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from platform_otel import _safety
-from platform_otel.instrumentation import InstrumentationContext, enable
-from platform_otel.instrumentation import gpu
+from platform_otel.instrumentation import InstrumentationContext, enable, gpu
 from tests.support.documented import assert_documented
 from tests.support.fixtures import REPO_ROOT, otel_env, run_python
 from tests.support.otlp_receiver import OtlpReceiver
