@@ -552,15 +552,28 @@ class Sampler:
         """Span attributes for the GPU state during [start_ns, end_ns] (monotonic ns)."""
         if end_ns < start_ns:
             start_ns, end_ns = end_ns, start_ns
-        samples = self.samples()
-        inside = [s for s in samples if start_ns <= s.t_ns <= end_ns]
-        if not inside and samples:
+        inside: list[Sample] = []
+        before: Sample | None = None  # newest sample older than the call
+        after: Sample | None = None  # oldest sample newer than the call
+        with self._lock:  # newest first; stop at the first sample before the call: O(call)
+            for sample in reversed(self._samples):
+                if sample.t_ns > end_ns:
+                    after = sample
+                elif sample.t_ns >= start_ns:
+                    inside.append(sample)
+                else:
+                    before = sample
+                    break
+        if not inside:
             # A call shorter than the interval: the nearest sample, if it is close enough.
-            def distance(s: Sample) -> int:
-                return start_ns - s.t_ns if s.t_ns < start_ns else s.t_ns - end_ns
-
-            nearest = min(samples, key=distance)
-            if distance(nearest) <= 1.5 * self.interval * 1e9:
+            limit = 1.5 * self.interval * 1e9
+            gaps = [
+                (start_ns - s.t_ns if s is before else s.t_ns - end_ns, s)
+                for s in (before, after)
+                if s is not None
+            ]
+            gap, nearest = min(gaps, key=lambda g: g[0], default=(0, None))
+            if nearest is not None and gap <= limit:
                 inside = [nearest]
         if not inside:
             return {}
