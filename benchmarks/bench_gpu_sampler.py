@@ -31,9 +31,9 @@ def main() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
+    from tests.test_gpu import two_gpus
 
     from platform_otel.instrumentation import InstrumentationContext, gpu
-    from tests.test_gpu import two_gpus
 
     assert getattr(pynvml, "FAKE", False)
     pynvml.configure(two_gpus())
