@@ -265,7 +265,10 @@ def test_mig_devices_have_their_own_hw_id_and_parent(nvml: types.ModuleType) -> 
 
 def test_unsupported_fields_are_absent_and_not_asked_again(nvml: types.ModuleType) -> None:
     scenario = two_gpus()
-    scenario["devices"][0]["unsupported"] = ["temp", "throttle", "processes"]
+    scenario["devices"][0]["unsupported"] = ["temp", "throttle", "processes", "processes_v2"]
+    # An old driver: pynvml's unversioned process call raises NVMLLibraryMismatchError.
+    scenario["devices"][1]["unsupported"] += ["processes_v3"]
+    scenario["devices"][1]["processes"] = [[99, 2 * GB, "ollama"]]
     nvml.configure(scenario)
     sampler = gpu.Sampler(nvml, 30.0)
     assert sampler.open() is None
@@ -274,6 +277,7 @@ def test_unsupported_fields_are_absent_and_not_asked_again(nvml: types.ModuleTyp
     first, second = sample.readings
     assert first.temperature is None and first.throttle is None and first.processes == ()
     assert first.utilization == 0.4 and second.temperature == 83.0
+    assert second.processes == ((99, "ollama", 2 * GB),)  # through the _v2 call
     # Unsupported: asked once per device, then never (the old throttle name once, too).
     assert nvml.CALLS["nvmlDeviceGetTemperature"] == 5 + 1
     assert nvml.CALLS["nvmlDeviceGetPowerUsage"] == 5 + 1
@@ -563,3 +567,80 @@ def test_stand_in_rejects_handles_used_after_fork(tmp_path: Path) -> None:
     ran = run_python(UNFIXED_FORK, _fake_env(tmp_path, two_gpus()), args=[str(FAKE_DIR)])
     assert ran.rc == 0, str(ran)
     assert ran.stdout.strip() == "3"
+
+
+# --------------------------------------------------------------------------- real pynvml
+
+STUB_NVML_C = r"""
+/* The few NVML entry points a GPU-less test needs, with NVML's C signatures. */
+typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
+static int inited = 0;
+int nvmlInitWithFlags(unsigned int flags) { inited = 1; return 0; }
+int nvmlShutdown(void) { inited = 0; return 0; }
+int nvmlDeviceGetCount_v2(unsigned int *count) { if (!inited) return 1; *count = 1; return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) { *h = (void *)0x1; return 0; }
+static int copy(char *dst, const char *src, unsigned int n) {
+    unsigned int i = 0; for (; src[i] && i + 1 < n; i++) dst[i] = src[i]; dst[i] = 0; return 0;
+}
+int nvmlDeviceGetUUID(void *h, char *s, unsigned int n) { return copy(s, "GPU-stub-0000", n); }
+int nvmlDeviceGetName(void *h, char *s, unsigned int n) { return copy(s, "Stub GPU", n); }
+int nvmlDeviceGetMemoryInfo(void *h, nvmlMemory_t *m) {
+    m->total = 8ULL << 30; m->used = 3ULL << 30; m->free = 5ULL << 30; return 0;
+}
+int nvmlDeviceGetUtilizationRates(void *h, nvmlUtilization_t *u) { u->gpu = 37; u->memory = 5; return 0; }
+int nvmlDeviceGetTemperature(void *h, int sensor, unsigned int *t) { *t = 64; return 0; }
+int nvmlDeviceGetPowerUsage(void *h, unsigned int *mw) { return 3; /* NOT_SUPPORTED */ }
+"""
+
+REAL_PYNVML_APP = """
+import json, sys
+import pynvml
+from platform_otel.instrumentation import gpu
+assert not getattr(pynvml, "FAKE", False)
+missing = gpu.Sampler(pynvml, 1.0, library_dirs=[sys.argv[2]]).open()
+s = gpu.Sampler(pynvml, 1.0, library_dirs=[sys.argv[2], sys.argv[1]])
+reason = s.open()
+r = s.sample().readings[0]
+print(json.dumps({"missing": missing, "reason": reason, "loaded_from": s.loaded_from,
+                  "attrs": s.devices[0].attributes, "util": r.utilization, "used": r.memory_used,
+                  "temp": r.temperature, "power": r.power, "energy": r.energy}))
+"""
+
+
+def test_real_pynvml_finds_nvml_outside_the_loader_path(tmp_path: Path) -> None:
+    """Containers: the driver's NVML is not on the loader path; it is found in a known directory.
+
+    Runs the real nvidia-ml-py against a stand-in ``libnvidia-ml.so.1`` compiled here
+    (NVML's C signatures): real ctypes loading, struct decoding and error mapping.
+    """
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the stand-in libnvidia-ml.so.1")
+    libdir = tmp_path / "driver" / "lib64"
+    libdir.mkdir(parents=True)
+    (tmp_path / "nvml.c").write_text(STUB_NVML_C, encoding="utf-8")
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1", "-o",
+         str(libdir / "libnvidia-ml.so.1"), str(tmp_path / "nvml.c")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    ran = run_python(
+        REAL_PYNVML_APP, {"LD_LIBRARY_PATH": ""}, args=[str(libdir), str(tmp_path / "empty")]
+    )
+    assert ran.rc == 0, str(ran)
+    out = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert "no NVIDIA driver found" in out["missing"]  # not loadable by name alone
+    assert out["reason"] is None
+    assert out["loaded_from"] == str(libdir / "libnvidia-ml.so.1")
+    assert out["attrs"] == {
+        "hw.id": "GPU-stub-0000",
+        "hw.type": "gpu",
+        "hw.vendor": "NVIDIA",
+        "hw.name": "Stub GPU",
+    }  # fmt: skip  (no driver version: the stub lacks that function, so it is left out)
+    assert (out["util"], out["used"], out["temp"]) == (0.37, 3 << 30, 64.0)
+    assert out["power"] is None and out["energy"] is None  # NotSupported / missing: absent

@@ -414,9 +414,13 @@ class Sampler:
             else:
                 errors.append(code)
             return None
-        except AttributeError:  # an older pynvml without this function
-            dev.unsupported.add(name)
-            return None
+        except Exception as exc:
+            # AttributeError: an older pynvml without this function. NVMLLibraryMismatchError
+            # (not an NVMLError): pynvml's unversioned function needs a newer driver.
+            if isinstance(exc, AttributeError) or type(exc).__name__ == "NVMLLibraryMismatchError":
+                dev.unsupported.add(name)
+                return None
+            raise
 
     def sample(self) -> Sample:
         """Read every device once, append the sample to the history and return it."""
@@ -436,9 +440,7 @@ class Sampler:
                 dev, "energy", lambda h=h: nvml.nvmlDeviceGetTotalEnergyConsumption(h), errors
             )
             throttle = self._throttle(dev, errors)
-            procs = self._read(
-                dev, "processes", lambda h=h: nvml.nvmlDeviceGetComputeRunningProcesses(h), errors
-            )
+            procs = self._processes(dev, errors)
             readings.append(
                 Reading(
                     hw_id=dev.hw_id,
@@ -498,6 +500,22 @@ class Sampler:
         if mask is None:
             return None
         return frozenset(name for bit, name in THROTTLE_REASONS.items() if int(mask) & bit)
+
+    def _processes(self, dev: Device, errors: list[int]) -> Any:
+        nvml = self.nvml
+        h = dev.handle
+        procs = self._read(
+            dev, "processes", lambda: nvml.nvmlDeviceGetComputeRunningProcesses(h), errors
+        )
+        if procs is None and "processes" in dev.unsupported:
+            # Drivers before R510 lack the _v3 call that pynvml's unversioned name uses.
+            procs = self._read(
+                dev,
+                "processes_v2",
+                lambda: nvml.nvmlDeviceGetComputeRunningProcesses_v2(h),
+                errors,
+            )
+        return procs
 
     def _top_processes(self, procs: Any) -> tuple[tuple[int, str | None, int], ...]:
         if not procs:

@@ -84,6 +84,10 @@ nvmlClocksThrottleReasonNone = nvmlClocksEventReasonNone
 FAKE = True  # lets a test assert it imported the stand-in, not the real module
 
 
+class NVMLLibraryMismatchError(Exception):
+    """Raised (not an NVMLError) by unversioned functions the loaded driver lacks."""
+
+
 class NVMLError(Exception):
     _valClassMapping: dict[int, type[NVMLError]] = {}
     _errcode_to_string = {
@@ -211,9 +215,7 @@ def _device(handle: _Handle, field: str) -> dict[str, Any]:
     dev = devices[handle.index]
     if handle.mig is not None:
         dev = {**dev.get("mig", [])[handle.mig], "mig_parent": dev}
-        dev.setdefault(
-            "unsupported", ["util", "temp", "power", "energy", "throttle", "mig_mode"]
-        )
+        dev.setdefault("unsupported", ["util", "temp", "power", "energy", "throttle", "mig_mode"])
     error = dev.get("errors", {}).get(field)
     if error:
         _raise(error)
@@ -262,7 +264,10 @@ def nvmlSystemGetDriverVersion() -> str:
 def nvmlSystemGetProcessName(pid: int) -> str:
     _called("nvmlSystemGetProcessName")
     for dev in _scenario().get("devices", []):
-        for entry in [*dev.get("processes", ()), *[p for m in dev.get("mig", []) for p in m.get("processes", ())]]:
+        for entry in [
+            *dev.get("processes", ()),
+            *[p for m in dev.get("mig", []) for p in m.get("processes", ())],
+        ]:
             if entry[0] == pid and len(entry) > 2 and entry[2]:
                 return str(entry[2])
     raise NVMLError(NVML_ERROR_NOT_FOUND)
@@ -335,8 +340,12 @@ def _processes(handle: _Handle, field: str) -> list[nvmlFriendlyObject]:
     dev = _device(handle, field)
     return [
         nvmlFriendlyObject(
-            {"pid": int(p[0]), "usedGpuMemory": p[1], "gpuInstanceId": 0xFFFFFFFF,
-             "computeInstanceId": 0xFFFFFFFF}
+            {
+                "pid": int(p[0]),
+                "usedGpuMemory": p[1],
+                "gpuInstanceId": 0xFFFFFFFF,
+                "computeInstanceId": 0xFFFFFFFF,
+            }
         )
         for p in dev.get("processes", ())
     ]
@@ -344,7 +353,17 @@ def _processes(handle: _Handle, field: str) -> list[nvmlFriendlyObject]:
 
 def nvmlDeviceGetComputeRunningProcesses(handle: _Handle) -> list[nvmlFriendlyObject]:
     _called("nvmlDeviceGetComputeRunningProcesses")
+    if "processes_v3" in _device(handle, "processes").get("unsupported", ()):
+        raise NVMLLibraryMismatchError(  # what pynvml raises on a driver before R510
+            "Unversioned function called and the pyNVML version does not match the NVML "
+            "lib version."
+        )
     return _processes(handle, "processes")
+
+
+def nvmlDeviceGetComputeRunningProcesses_v2(handle: _Handle) -> list[nvmlFriendlyObject]:
+    _called("nvmlDeviceGetComputeRunningProcesses_v2")
+    return _processes(handle, "processes_v2")
 
 
 def nvmlDeviceGetGraphicsRunningProcesses(handle: _Handle) -> list[nvmlFriendlyObject]:
