@@ -186,5 +186,5 @@ class ResidencyPoller:
             description="GPU memory a loaded Ollama model takes",
         )
         meter.create_observable_gauge(
-            UP, [up], description="1 when Ollama answered the last /api/ps poll, else 0"
+            UP, [up], unit="1", description="1 when Ollama answered the last /api/ps poll, else 0"
         )
