@@ -644,3 +644,30 @@ def test_real_pynvml_finds_nvml_outside_the_loader_path(tmp_path: Path) -> None:
     }  # fmt: skip  (no driver version: the stub lacks that function, so it is left out)
     assert (out["util"], out["used"], out["temp"]) == (0.37, 3 << 30, 64.0)
     assert out["power"] is None and out["energy"] is None  # NotSupported / missing: absent
+
+
+NO_DRIVER_APP = """
+import platform_otel
+platform_otel.init(log_console="always")
+from platform_otel.instrumentation import status
+import pynvml
+assert not getattr(pynvml, "FAKE", False)
+print(status("gpu").reason)
+platform_otel.shutdown()
+"""
+
+
+@pytest.mark.integration
+def test_init_on_a_host_without_nvidia_driver_logs_one_info_line() -> None:
+    """Real nvidia-ml-py, no driver on this host: init() succeeds, GPU off, one INFO line."""
+    ran = run_python(NO_DRIVER_APP, otel_env(None, OTEL_TRACES_EXPORTER="none",
+                                              OTEL_METRICS_EXPORTER="none",
+                                              OTEL_LOGS_EXPORTER="none"))  # fmt: skip
+    assert ran.rc == 0, str(ran)
+    if "GPU metrics are off" not in ran.stdout:
+        pytest.skip(f"this host has an NVIDIA driver: {ran.stdout.strip()}")
+    lines = [ln for ln in ran.stderr.splitlines() if "platform_otel" in ln or "platform-otel" in ln]
+    gpu_lines = [ln for ln in lines if "gpu" in ln.lower()]
+    assert len(gpu_lines) == 1 and " INFO " in gpu_lines[0], ran.stderr
+    assert "no NVIDIA driver found" in gpu_lines[0]
+    assert "Traceback" not in ran.stderr and "internal error" not in ran.stderr

@@ -139,7 +139,7 @@ class Settings:
     sdk_disabled: bool
     strict: bool
     gpu_interval: float = 1.0  # seconds between GPU samples (PLATFORM_OTEL_GPU_INTERVAL)
-    gpu_device: str | None = None  # hw.id or index of the GPU calls run on (PLATFORM_OTEL_GPU_DEVICE)
+    gpu_device: str | None = None  # hw.id or GPU index (PLATFORM_OTEL_GPU_DEVICE)
     #: Variables the SDK reads itself whose values are invalid; init() removes them from
     #: os.environ so the SDK uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
