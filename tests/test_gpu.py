@@ -226,21 +226,33 @@ def test_two_gpus_metrics_one_without_power(nvml: types.ModuleType) -> None:
     assert on == [(GPU0, "gpu_idle"), (GPU0, "sw_power_cap"), (GPU1, "sw_thermal_slowdown")]
     procs = [(a, v) for a, v, _u in points["hw.gpu.process.memory.usage"]]
     assert procs == [
-        ({"hw.id": GPU0, "process.pid": 4242, "process.executable.name": "ollama"}, 5 * GB),
-        ({"hw.id": GPU0, "process.pid": 4343, "process.executable.name": "python3"}, GB),
+        ({"hw.id": GPU0, "process.executable.name": "ollama"}, 5 * GB),
+        ({"hw.id": GPU0, "process.executable.name": "python3"}, GB),
     ]
     assert_documented(points)
     assert_documented({k for pts in points.values() for a, _v, _u in pts for k in a})
 
 
-def test_process_list_is_bounded_largest_first(nvml: types.ModuleType) -> None:
+def test_processes_are_grouped_by_name_bounded_largest_first(nvml: types.ModuleType) -> None:
+    """Same-name processes are summed (pids churn, names do not); a nameless one keeps its pid."""
     scenario = two_gpus()
-    scenario["devices"][0]["processes"] = [[1000 + i, i * 1000, None] for i in range(40)]
+    scenario["devices"][0]["processes"] = [
+        *[[1000 + i, (i + 1) * 1000, f"worker{i}"] for i in range(40)],
+        [2000, 30_000, "ollama"],
+        [2001, 30_000, "ollama"],
+        [2002, 45_000, None],  # NVML and /proc cannot name it (another PID namespace)
+    ]
     nvml.configure(scenario)
     h = Harness()
     assert gpu.instrument(h.ctx) is None
-    procs = h.points()["hw.gpu.process.memory.usage"]
-    assert [v for _a, v, _u in procs] == [39000, 38000, 37000, 36000, 35000]
+    procs = [(a, v) for a, v, _u in h.points()["hw.gpu.process.memory.usage"]]
+    assert procs == [
+        ({"hw.id": GPU0, "process.executable.name": "ollama"}, 60_000),
+        ({"hw.id": GPU0, "process.pid": 2002}, 45_000),
+        ({"hw.id": GPU0, "process.executable.name": "worker39"}, 40_000),
+        ({"hw.id": GPU0, "process.executable.name": "worker38"}, 39_000),
+        ({"hw.id": GPU0, "process.executable.name": "worker37"}, 38_000),
+    ]
     assert len(procs) == gpu.TOP_PROCESSES
 
 

@@ -91,6 +91,7 @@ SPAN_SAMPLES = "gpu.sample.count"
 
 #: How many processes per device are reported by ``hw.gpu.process.memory.usage`` (largest first).
 TOP_PROCESSES = 5
+_MAX_PROCESSES = 64  # per device and sample, kept before grouping by name
 #: The ring buffer covers this many seconds of samples (bounded to 16..4096 samples).
 HISTORY_S = 600.0
 
@@ -526,7 +527,7 @@ class Sampler:
             if getattr(p, "usedGpuMemory", None) is not None  # None: not available (WDDM)
         ]
         known.sort(key=lambda item: -item[1])
-        return tuple((pid, self._process_name(pid), used) for pid, used in known[:TOP_PROCESSES])
+        return tuple((pid, self._process_name(pid), used) for pid, used in known[:_MAX_PROCESSES])
 
     def _process_name(self, pid: int) -> str | None:
         if pid in self._names:
@@ -673,13 +674,17 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
         return out
 
     def processes(_options: CallbackOptions) -> Iterable[Observation]:
+        # Keyed by process name, not pid: the SDK keeps every attribute set it has seen for
+        # the life of the process (up to 2000, then one overflow series), and pids churn.
         out = []
         for reading, attrs in _observations(sampler):
+            groups: dict[tuple[str, str | int], int] = {}
             for pid, name, used in reading.processes:
-                point: dict[str, AttributeValue] = {HW_ID: attrs[HW_ID], PROCESS_PID: pid}
-                if name:
-                    point[PROCESS_NAME] = name
-                out.append(Observation(used, point))
+                key: tuple[str, str | int] = (PROCESS_NAME, name) if name else (PROCESS_PID, pid)
+                groups[key] = groups.get(key, 0) + used
+            top = sorted(groups.items(), key=lambda item: -item[1])[:TOP_PROCESSES]
+            for (key_name, key_value), used in top:
+                out.append(Observation(used, {HW_ID: attrs[HW_ID], key_name: key_value}))
         return out
 
     meter.create_observable_gauge(
@@ -730,7 +735,7 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
         PROCESS_MEMORY,
         [processes],
         unit="By",
-        description=f"GPU memory held by a process (the {TOP_PROCESSES} largest per device)",
+        description=f"GPU memory held by the processes of one name (the {TOP_PROCESSES} largest per device)",
     )
 
 
