@@ -156,3 +156,30 @@ def test_monitor_without_gpu_and_ollama_says_why_and_exits(tmp_path: Path) -> No
     assert rc == 2, str(monitor)
     assert "GPU off (no NVIDIA driver found" in monitor.stderr
     assert "nothing to monitor" in monitor.stderr
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["two-gpus", "no-driver"])
+def test_doctor_probes_nvml(tmp_path: Path, driver: bool) -> None:
+    """`platform-otel doctor` says which GPUs NVML sees, or why the gpu integration will be off."""
+    import subprocess
+
+    from tests.support.fixtures import child_env
+
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps(two_gpus()), encoding="utf-8")
+    env = {"PYTHONPATH": str(FAKE_DIR)}
+    if driver:
+        env["FAKE_PYNVML_SCENARIO"] = str(scenario)
+    proc = subprocess.run(
+        [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    report = json.loads(proc.stdout)
+    state = next(i["state"] for i in report["integrations"] if i["name"] == "gpu")
+    if driver:
+        assert "2 device(s): NVIDIA L4 " + GPU0 in state, state
+    else:
+        assert state.startswith("inactive: no NVIDIA driver found"), state

@@ -60,6 +60,25 @@ def _reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
         return False, f"{host}:{port} unreachable ({exc.strerror or exc})"
 
 
+def _probe_gpu(state: str) -> str:
+    """What the gpu integration would find: NVML's devices, or why it would be off."""
+    try:
+        import pynvml
+
+        from .instrumentation.gpu import Sampler
+
+        sampler = Sampler(pynvml)
+        reason = sampler.open()
+        if reason:
+            return f"inactive: {reason}"
+        found = ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+        loaded = f"; NVML loaded from {sampler.loaded_from}" if sampler.loaded_from else ""
+        sampler.stop()
+        return f"{state}; {len(sampler.devices)} device(s): {found}{loaded}"
+    except Exception as exc:
+        return f"{state}; NVML probe failed: {exc!r}"
+
+
 def _doctor(as_json: bool) -> int:
     from ._config import load_settings
     from .instrumentation import REGISTRY
@@ -89,6 +108,8 @@ def _doctor(as_json: bool) -> int:
             except Exception:
                 pass
             state = f"will be enabled ({library}{version} installed)"
+            if name == "gpu":
+                state = _probe_gpu(state)
         integrations.append({"name": name, "state": state})
     endpoints = []
     healthy = not settings.problems
