@@ -234,6 +234,22 @@ def collector_env(
 
 
 GPU_MONITOR_SERVICE = "gpu-monitor-e2e"
+OLLAMA_CLIENT_SERVICE = "ollama-client-e2e"
+OLLAMA_CLIENT = """
+import sys
+import platform_otel
+
+platform_otel.init(endpoint=sys.argv[1], protocol="grpc")
+import ollama
+
+client = ollama.Client(host=sys.argv[2])
+messages = [{"role": "user", "content": "Why is the GPU busy?"}]
+client.chat(model="llama3.2:1b", messages=messages)  # first call: a cold load
+for _chunk in client.chat(model="llama3.2:1b", messages=messages, stream=True):
+    pass
+client.generate(model="llama3.2:1b", prompt="Summarise the report.")
+platform_otel.shutdown()
+"""
 
 
 def run_gpu_monitor(endpoint: str, metrics_endpoint: str, workdir: Path) -> None:
@@ -260,12 +276,17 @@ def run_gpu_monitor(endpoint: str, metrics_endpoint: str, workdir: Path) -> None
     }
     models = [{"name": "llama3.2:1b", "size": 4 << 30, "size_vram": 3 << 30}]
     argv = [sys.executable, "-m", "platform_otel._cli", "monitor", "--interval", "0.2"]
+    expected = ["hw_gpu_utilization_ratio", "ollama_model_vram_ratio"]
+    if not ollama_client_metrics_pending():
+        expected.append("gen_ai_client_operation_duration_seconds")
     with PsServer(models) as ps, start_process([*argv, "--ollama", ps.url], env) as monitor:
+        # A Python service calling Ollama through the real client: with the Ollama
+        # integration present, its spans and metrics go through the collector as well.
+        client_env = {**env, "OTEL_SERVICE_NAME": OLLAMA_CLIENT_SERVICE}
+        ran = run_python(OLLAMA_CLIENT, client_env, args=[endpoint, ps.url], timeout=40)
+        assert ran.rc == 0, str(ran)
         deadline = time.monotonic() + 20
-        while not all(
-            name in _scrape(metrics_endpoint)
-            for name in ("hw_gpu_utilization_ratio", "ollama_model_vram_ratio")
-        ):
+        while not all(name in _scrape(metrics_endpoint) for name in expected):
             assert time.monotonic() < deadline and monitor.proc.poll() is None, str(monitor)
             time.sleep(0.2)
         assert monitor.stop(signal.SIGTERM) == 0, str(monitor)
