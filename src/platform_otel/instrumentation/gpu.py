@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._safety import log_once, report_internal_error
+from .._safety import guard, log_once, report_internal_error
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -663,6 +663,7 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
 
         return callback
 
+    @guard("gpu metrics callback", default=())
     def throttle(_options: CallbackOptions) -> Iterable[Observation]:
         out = []
         for reading, attrs in _observations(sampler):
@@ -673,6 +674,7 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
                 out.append(Observation(value, {**attrs, THROTTLE_REASON: reason}))
         return out
 
+    @guard("gpu metrics callback", default=())
     def processes(_options: CallbackOptions) -> Iterable[Observation]:
         # Keyed by process name, not pid: the SDK keeps every attribute set it has seen for
         # the life of the process (up to 2000, then one overflow series), and pids churn.
