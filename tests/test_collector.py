@@ -262,7 +262,7 @@ def run_gpu_monitor(endpoint: str, metrics_endpoint: str, workdir: Path) -> None
     import sys
 
     from tests.support.ollama_ps import PsServer
-    from tests.test_gpu import FAKE_DIR, two_gpus
+    from tests.test_gpu import FAKE_PYTHONPATH, two_gpus
 
     scenario_file = workdir / "scenario.json"
     scenario_file.write_text(json.dumps(two_gpus()), encoding="utf-8")
@@ -272,7 +272,7 @@ def run_gpu_monitor(endpoint: str, metrics_endpoint: str, workdir: Path) -> None
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_METRIC_EXPORT_INTERVAL": "300",
         "FAKE_PYNVML_SCENARIO": str(scenario_file),
-        "PYTHONPATH": str(FAKE_DIR),
+        "PYTHONPATH": FAKE_PYTHONPATH,
     }
     models = [{"name": "llama3.2:1b", "size": 4 << 30, "size_vram": 3 << 30}]
     argv = [sys.executable, "-m", "platform_otel._cli", "monitor", "--interval", "0.2"]

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 import types
@@ -34,6 +35,8 @@ from tests.support.otlp_receiver import OtlpReceiver
 pytestmark = pytest.mark.timeout(60)
 
 FAKE_DIR = REPO_ROOT / "tests" / "support" / "fake_pynvml"
+#: A child's PYTHONPATH with the stand-in first (a PYTHONPATH given to child_env replaces its own).
+FAKE_PYTHONPATH = os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT), str(FAKE_DIR)])
 GB = 1 << 30
 GPU0 = "GPU-6b0e7a1c-0000-4c1e-9d3a-000000000000"
 GPU1 = "GPU-6b0e7a1c-1111-4c1e-9d3a-111111111111"
@@ -464,7 +467,7 @@ def _fake_env(tmp_path: Path, scenario: dict[str, Any], **extra: str) -> dict[st
     path.write_text(json.dumps(scenario), encoding="utf-8")
     return {
         "FAKE_PYNVML_SCENARIO": str(path),
-        "PYTHONPATH": str(FAKE_DIR),  # child_env appends it after src/ and the repo root
+        "PYTHONPATH": FAKE_PYTHONPATH,
         **extra,
     }
 

@@ -23,7 +23,7 @@ from tests.support.documented import assert_documented
 from tests.support.fixtures import free_port, otel_env, start_process
 from tests.support.ollama_ps import PsServer
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.test_gpu import FAKE_DIR, GPU0, GPU1, two_gpus
+from tests.test_gpu import FAKE_PYTHONPATH, GPU0, GPU1, two_gpus
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,7 +98,7 @@ def _monitor_env(tmp_path: Path, receiver: OtlpReceiver, **extra: str) -> dict[s
     return {
         **env,
         "FAKE_PYNVML_SCENARIO": str(scenario),
-        "PYTHONPATH": str(FAKE_DIR),
+        "PYTHONPATH": FAKE_PYTHONPATH,
         **extra,
     }
 
@@ -167,7 +167,7 @@ def test_doctor_probes_nvml(tmp_path: Path, driver: bool) -> None:
 
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps(two_gpus()), encoding="utf-8")
-    env = {"PYTHONPATH": str(FAKE_DIR)}
+    env = {"PYTHONPATH": FAKE_PYTHONPATH}
     if driver:
         env["FAKE_PYNVML_SCENARIO"] = str(scenario)
     proc = subprocess.run(

@@ -32,6 +32,7 @@ class PsServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body in one write: no delayed-ACK stall
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
