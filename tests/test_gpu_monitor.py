@@ -49,14 +49,18 @@ def test_residency_poller_gauges_lookup_and_down() -> None:
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader], shutdown_on_exit=False).get_meter("t")
     with PsServer(copy.deepcopy(MODELS)) as ps:
+        server = {"server.address": "127.0.0.1", "server.port": ps.port}
         poller = ResidencyPoller(ps.url, meter, interval_s=0.05)
         poller.start()
         try:
+            deadline = time.monotonic() + 5
+            while poller.lookup("llama3.2:1b") is None:  # the contract: polled after start()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
             assert poller.lookup("llama3.2:1b") == 0.75
             assert poller.lookup("nomic-embed-text") == 1.0  # ":latest" implied
             assert poller.lookup("mistral") is None  # not loaded
             gauges = _gauges(reader)
-            server = {"server.address": "127.0.0.1", "server.port": ps.port}
             assert gauges["ollama.model.vram.ratio"] == [
                 ({**server, "gen_ai.request.model": "llama3.2:1b"}, 0.75),
                 ({**server, "gen_ai.request.model": "nomic-embed-text:latest"}, 1.0),
