@@ -187,3 +187,30 @@ def test_doctor_probes_nvml(tmp_path: Path, driver: bool) -> None:
         assert "2 device(s): NVIDIA L4 " + GPU0 in state, state
     else:
         assert state.startswith("inactive: no NVIDIA driver found"), state
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        (None, "http://127.0.0.1:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("gpu-box", "http://gpu-box:11434"),
+        ("gpu-box:11500", "http://gpu-box:11500"),
+        (":56789", "http://127.0.0.1:56789"),
+        ("http://gpu-box", "http://gpu-box:80"),
+        ("https://gpu-box", "https://gpu-box:443"),
+        ("https://gpu-box:8443/ollama/", "https://gpu-box:8443/ollama"),
+        ("[::1]:11434", "http://[::1]:11434"),
+    ],
+)
+def test_ollama_url_is_read_like_the_ollama_client(
+    given: str | None, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ollama / OLLAMA_HOST mean what they mean to the ollama client (its own doctest cases)."""
+    from platform_otel._cli import _ollama_url
+
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    assert _ollama_url(given) == url
+    if given is not None:
+        monkeypatch.setenv("OLLAMA_HOST", given)
+        assert _ollama_url(None) == url

@@ -164,16 +164,26 @@ def _doctor(as_json: bool) -> int:
 
 
 def _ollama_url(given: str | None) -> str:
-    """``--ollama``, else ``OLLAMA_HOST`` as Ollama itself reads it (``host``, ``host:port``, URL)."""
-    raw = (given or os.environ.get("OLLAMA_HOST") or "").strip() or "127.0.0.1:11434"
-    if "://" not in raw:
-        raw = "http://" + raw
-    parsed = urllib.parse.urlparse(raw)
+    """``--ollama``, else ``OLLAMA_HOST``, read the way the ``ollama`` client reads it.
+
+    ``host`` and ``host:port`` mean http on port 11434 by default; a URL with a scheme and
+    no port means port 80 or 443. A listen address (``0.0.0.0``) is connected to locally.
+    """
+    raw = (given or os.environ.get("OLLAMA_HOST") or "").strip()
+    scheme, sep, rest = raw.partition("://")
+    port = 11434
+    if not sep:
+        scheme, rest = "http", raw
+    elif scheme in ("http", "https"):
+        port = 80 if scheme == "http" else 443
+    parsed = urllib.parse.urlsplit(f"{scheme}://{rest}")
     host = parsed.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):  # a listen address: connect locally
+    if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
-    port = parsed.port or 11434
-    return f"{parsed.scheme}://{host}:{port}"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parsed.path.rstrip("/")
+    return f"{scheme}://{host}:{parsed.port or port}{path}"
 
 
 def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int:
