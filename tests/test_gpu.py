@@ -606,6 +606,20 @@ int nvmlDeviceGetMemoryInfo(void *h, nvmlMemory_t *m) {
 int nvmlDeviceGetUtilizationRates(void *h, nvmlUtilization_t *u) { u->gpu = 37; u->memory = 5; return 0; }
 int nvmlDeviceGetTemperature(void *h, int sensor, unsigned int *t) { *t = 64; return 0; }
 int nvmlDeviceGetPowerUsage(void *h, unsigned int *mw) { return 3; /* NOT_SUPPORTED */ }
+int nvmlSystemGetDriverVersion(char *s, unsigned int n) { return copy(s, "550.54.15", n); }
+int nvmlDeviceGetCurrentClocksEventReasons(void *h, unsigned long long *r) { *r = 0x40; return 0; }
+int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
+    *mj = 123456789ULL; return 0;
+}
+typedef struct { unsigned int pid; unsigned long long used; unsigned int gi, ci; } nvmlProcessInfo_t;
+int nvmlDeviceGetComputeRunningProcesses_v3(void *h, unsigned int *count, nvmlProcessInfo_t *p) {
+    if (p == 0) { *count = 2; return 7; /* INSUFFICIENT_SIZE: pynvml asks again with room */ }
+    p[0].pid = 4242; p[0].used = 3ULL << 30; p[1].pid = 999999; p[1].used = 1ULL << 30;
+    *count = 2; return 0;
+}
+int nvmlSystemGetProcessName(unsigned int pid, char *s, unsigned int n) {
+    return pid == 4242 ? copy(s, "/usr/bin/ollama", n) : 6; /* NOT_FOUND */
+}
 """
 
 REAL_PYNVML_APP = """
@@ -619,7 +633,8 @@ reason = s.open()
 r = s.sample().readings[0]
 print(json.dumps({"missing": missing, "reason": reason, "loaded_from": s.loaded_from,
                   "attrs": s.devices[0].attributes, "util": r.utilization, "used": r.memory_used,
-                  "temp": r.temperature, "power": r.power, "energy": r.energy}))
+                  "temp": r.temperature, "power": r.power, "energy": r.energy,
+                  "throttle": sorted(r.throttle), "processes": r.processes}))
 """
 
 
@@ -627,7 +642,8 @@ def test_real_pynvml_finds_nvml_outside_the_loader_path(tmp_path: Path) -> None:
     """Containers: the driver's NVML is not on the loader path; it is found in a known directory.
 
     Runs the real nvidia-ml-py against a stand-in ``libnvidia-ml.so.1`` compiled here
-    (NVML's C signatures): real ctypes loading, struct decoding and error mapping.
+    (NVML's C signatures for every call the sampler makes; no MIG calls, as on an old
+    driver): real ctypes loading, struct decoding and error mapping.
     """
     import shutil
     import subprocess
@@ -656,9 +672,13 @@ def test_real_pynvml_finds_nvml_outside_the_loader_path(tmp_path: Path) -> None:
         "hw.type": "gpu",
         "hw.vendor": "NVIDIA",
         "hw.name": "Stub GPU",
-    }  # fmt: skip  (no driver version: the stub lacks that function, so it is left out)
+        "hw.driver_version": "550.54.15",
+    }
     assert (out["util"], out["used"], out["temp"]) == (0.37, 3 << 30, 64.0)
-    assert out["power"] is None and out["energy"] is None  # NotSupported / missing: absent
+    assert out["power"] is None  # NotSupported: absent
+    assert out["energy"] == 123456.789 and out["throttle"] == ["hw_thermal_slowdown"]
+    # pynvml's two-call protocol for the process list; NVML names one, /proc cannot the other
+    assert out["processes"] == [[4242, "ollama", 3 << 30], [999999, None, 1 << 30]]
 
 
 NO_DRIVER_APP = """
