@@ -278,6 +278,59 @@ def test_mig_devices_have_their_own_hw_id_and_parent(nvml: types.ModuleType) -> 
     assert gpu.metric_attributes() == {"hw.id": MIG_GPU}
 
 
+def _minimal_nvml() -> types.ModuleType:
+    """A bare pynvml look-alike: no MIG, driver version, throttle or process calls, and
+    error classes without ``value`` (how a hand-written stand-in might look)."""
+    m = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):
+        pass
+
+    m.NVMLError, m.NVMLError_NotSupported = NVMLError, NVMLError_NotSupported  # type: ignore[attr-defined]
+    gpus = [("GPU-min-0", 30, 1000), ("GPU-min-1", 70, None)]
+
+    def power(h: int) -> int:
+        if gpus[h][2] is None:
+            raise NVMLError_NotSupported()
+        return gpus[h][2]
+
+    m.__dict__.update(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetCount=lambda: len(gpus),
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUUID=lambda h: gpus[h][0].encode(),  # older pynvml: bytes
+        nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=gpus[h][1], memory=0),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=100, free=60, used=40),
+        nvmlDeviceGetPowerUsage=power,
+    )
+    return m
+
+
+def test_a_bare_pynvml_without_optional_calls_still_works() -> None:
+    """Missing optional functions and value-less errors: those fields are absent, the rest reported."""
+    h = Harness()
+    sampler = gpu.Sampler(_minimal_nvml(), 30.0)
+    assert sampler.open() is None
+    gpu.register_instruments(h.meter_provider.get_meter("t"), sampler)
+    sampler.sample()
+    points = h.points()
+    assert by_id(points["hw.gpu.utilization"]) == {"GPU-min-0": 0.3, "GPU-min-1": 0.7}
+    assert by_id(points["hw.power"]) == {"GPU-min-0": 1.0}
+    assert set(points) == {
+        "hw.gpu.utilization", "hw.gpu.memory.usage", "hw.gpu.memory.limit",
+        "hw.gpu.memory.utilization", "hw.power",
+    }  # fmt: skip
+    assert sampler.devices[1].unsupported >= {"power", "temp", "throttle", "processes"}
+    assert points["hw.gpu.utilization"][0][0].keys() == {
+        "hw.id", "hw.type", "hw.vendor", "hw.gpu.task"
+    }  # fmt: skip
+    sampler.stop()
+
+
 def test_unsupported_fields_are_absent_and_not_asked_again(nvml: types.ModuleType) -> None:
     scenario = two_gpus()
     scenario["devices"][0]["unsupported"] = ["temp", "throttle", "processes", "processes_v2"]

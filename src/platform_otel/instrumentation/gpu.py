@@ -121,6 +121,25 @@ _DRIVER_NOT_LOADED = 9
 _LIBRARY_NOT_FOUND = 12
 _FUNCTION_NOT_FOUND = 13
 _NEVER_AGAIN = frozenset({_NOT_SUPPORTED, _NO_PERMISSION, _FUNCTION_NOT_FOUND})
+# pynvml's error subclasses by name, for an NVMLError that carries no ``value``
+_CODES_BY_CLASS = {
+    "NVMLError_NotSupported": _NOT_SUPPORTED,
+    "NVMLError_NoPermission": _NO_PERMISSION,
+    "NVMLError_NotFound": _NOT_FOUND,
+    "NVMLError_DriverNotLoaded": _DRIVER_NOT_LOADED,
+    "NVMLError_LibraryNotFound": _LIBRARY_NOT_FOUND,
+    "NVMLError_FunctionNotFound": _FUNCTION_NOT_FOUND,
+}
+
+
+def _code(exc: BaseException) -> int:
+    """NVML return code of an NVMLError (-1 when unknown)."""
+    value = getattr(exc, "value", None)
+    if isinstance(value, int):
+        return value
+    return _CODES_BY_CLASS.get(type(exc).__name__, -1)
+
+
 _MIG_ENABLED = 1
 
 #: Where container images and distributions put the driver's NVML when the dynamic loader
@@ -239,7 +258,7 @@ class Sampler:
             try:
                 nvml.nvmlInit()
             except nvml.NVMLError as exc:
-                if getattr(exc, "value", None) != _LIBRARY_NOT_FOUND:
+                if _code(exc) != _LIBRARY_NOT_FOUND:
                     raise
                 self.loaded_from = _preload_nvml(self.library_dirs)
                 if self.loaded_from is None:
@@ -247,7 +266,7 @@ class Sampler:
                 nvml.nvmlInit()
             count = int(nvml.nvmlDeviceGetCount())
         except nvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
+            code = _code(exc)
             if code == _LIBRARY_NOT_FOUND:
                 return (
                     f"no NVIDIA driver found ({_NVML_SONAME} not loadable, also not in "
@@ -398,9 +417,10 @@ class Sampler:
     # -------------------------------------------------------------- sampling
 
     def _optional(self, read: Any) -> Any:
+        """A fact NVML may not have (driver version, name, MIG): ``None`` when it cannot tell."""
         try:
             return read()
-        except self.nvml.NVMLError:
+        except (self.nvml.NVMLError, AttributeError):  # AttributeError: no such function
             return None
 
     def _read(self, dev: Device, name: str, read: Any, errors: list[int]) -> Any:
@@ -409,7 +429,7 @@ class Sampler:
         try:
             return read()
         except self.nvml.NVMLError as exc:
-            code = getattr(exc, "value", -1)
+            code = _code(exc)
             if code in _NEVER_AGAIN:
                 dev.unsupported.add(name)
             else:
@@ -429,13 +449,16 @@ class Sampler:
         nvml = self.nvml
         errors: list[int] = []
         readings: list[Reading] = []
+        sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
         for dev in self.devices:
             h = dev.handle
             util = self._read(
                 dev, "util", lambda h=h: nvml.nvmlDeviceGetUtilizationRates(h), errors
             )
             mem = self._read(dev, "memory", lambda h=h: nvml.nvmlDeviceGetMemoryInfo(h), errors)
-            temp = self._read(dev, "temp", lambda h=h: nvml.nvmlDeviceGetTemperature(h, 0), errors)
+            temp = self._read(
+                dev, "temp", lambda h=h: nvml.nvmlDeviceGetTemperature(h, sensor), errors
+            )
             power = self._read(dev, "power", lambda h=h: nvml.nvmlDeviceGetPowerUsage(h), errors)
             energy = self._read(
                 dev, "energy", lambda h=h: nvml.nvmlDeviceGetTotalEnergyConsumption(h), errors
@@ -521,11 +544,11 @@ class Sampler:
     def _top_processes(self, procs: Any) -> tuple[tuple[int, str | None, int], ...]:
         if not procs:
             return ()
-        known = [
-            (int(p.pid), int(p.usedGpuMemory))
-            for p in procs
-            if getattr(p, "usedGpuMemory", None) is not None  # None: not available (WDDM)
-        ]
+        known = []
+        for p in procs:
+            pid, used = getattr(p, "pid", None), getattr(p, "usedGpuMemory", None)
+            if isinstance(pid, int) and isinstance(used, int):  # None: not available (WDDM)
+                known.append((pid, used))
         known.sort(key=lambda item: -item[1])
         return tuple((pid, self._process_name(pid), used) for pid, used in known[:_MAX_PROCESSES])
 
