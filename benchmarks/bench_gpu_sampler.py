@@ -1,64 +1,76 @@
 """Cost of the GPU sampler (platform_otel.instrumentation.gpu), with the stand-in pynvml.
 
-    .venv/bin/python benchmarks/bench_gpu_sampler.py [--seconds 10] [--real]
+    python benchmarks/bench_gpu_sampler.py [--seconds 10] [--real]
+    python benchmarks/run.py --only gpu_sampler
 
-Prints JSON: CPU time per sample (two GPUs, every field, two processes), the share
-of one core at the default 1 Hz, the sampler thread's CPU share over a real run at
-1 Hz, one metric collection of all GPU instruments, and one correlate() call for a
-10 s call (10 samples, in a full 10-minute history). The stand-in answers from Python dicts; real NVML calls are ioctls into
-the driver and cost more per field (docs/gpu.md). ``--real`` measures the installed
-nvidia-ml-py against this machine's driver and GPUs instead.
+Measures CPU time per sample (two GPUs, every field, two processes), the share of
+one core at the default 1 Hz, the sampler thread's CPU share over a real run at
+1 Hz, one metric collection of all GPU instruments, and one ``correlate()`` for a
+10 s call (10 samples, in a full 10-minute history). The stand-in answers from
+Python dicts, so the driver's own time per NVML call is not included (docs/gpu.md).
+``--real`` measures the installed nvidia-ml-py against this machine's driver instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+for _path in (str(ROOT), str(ROOT / "src")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+__all__ = ["measure", "run"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the 1 Hz run")
-    parser.add_argument("--real", action="store_true", help="the real NVML, not the stand-in")
-    args = parser.parse_args()
-    if not args.real:
-        sys.path.insert(0, str(ROOT / "tests" / "support" / "fake_pynvml"))
+def _stand_in() -> Any:
+    """The tests' stand-in pynvml, loaded by path (never shadowing a real one elsewhere)."""
+    path = ROOT / "tests" / "support" / "fake_pynvml" / "pynvml.py"
+    spec = importlib.util.spec_from_file_location("platform_otel_bench_pynvml", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from tests.test_gpu import two_gpus
 
-    import pynvml
+    module.configure(two_gpus())
+    return module
+
+
+def measure(real: bool = False, seconds: float = 10.0) -> dict[str, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
     from platform_otel.instrumentation import InstrumentationContext, gpu
 
-    if args.real:
-        assert not getattr(pynvml, "FAKE", False)
+    if real:
+        import pynvml as nvml
     else:
-        from tests.test_gpu import two_gpus
-
-        pynvml.configure(two_gpus())
-    sampler = gpu.Sampler(pynvml, 1.0)
+        nvml = _stand_in()
+    sampler = gpu.Sampler(nvml, 1.0)
     reason = sampler.open()
-    assert reason is None, reason
+    if reason:
+        raise RuntimeError(reason)
     print(f"devices: {[d.attributes for d in sampler.devices]}", file=sys.stderr)
-    first = sampler.sample()
-    print(f"first sample: {first}", file=sys.stderr)
+    print(f"first sample: {sampler.sample()}", file=sys.stderr)
     for _ in range(200):  # warm up
         sampler.sample()
-    n = 5000 if not args.real else 500
+    n = 500 if real else 5000
     cpu0 = time.thread_time_ns()
     for _ in range(n):
         sampler.sample()
     per_sample_us = (time.thread_time_ns() - cpu0) / n / 1000
+    devices = len(sampler.devices)
     sampler.stop()
 
+    # The integration as init() runs it: its own thread at 1 Hz, gauges on a reader.
     reader = InMemoryMetricReader()
     ctx = InstrumentationContext(
         settings=types.SimpleNamespace(gpu_interval=1.0, gpu_device=None),  # type: ignore[arg-type]
@@ -66,11 +78,18 @@ def main() -> None:
         meter_provider=MeterProvider(metric_readers=[reader], shutdown_on_exit=False),
         logger_provider=None,
     )
-    assert gpu.instrument(ctx) is None
+    sys.modules["pynvml"], saved = nvml, sys.modules.get("pynvml")
+    try:
+        assert gpu.instrument(ctx) is None
+    finally:
+        if saved is not None:
+            sys.modules["pynvml"] = saved
+        else:
+            del sys.modules["pynvml"]
     running = gpu.sampler()
     assert running is not None
     wall0 = time.monotonic()
-    time.sleep(args.seconds)
+    time.sleep(seconds)
     wall = time.monotonic() - wall0
     thread_share = running.cpu_ns / 1e9 / wall  # CPU time the thread spent sampling
     run_samples = running.sample_count
@@ -89,22 +108,54 @@ def main() -> None:
         reader.get_metrics_data()
     collect_us = (time.thread_time_ns() - cpu0) / 100 / 1000
     gpu.uninstrument()
-    print(
-        json.dumps(
-            {
-                "nvml": "real" if args.real else "stand-in",
-                "devices": len(sampler.devices),
-                "cpu_per_sample_us": round(per_sample_us, 1),
-                "core_share_at_1hz_percent": round(per_sample_us / 1e6 * 100, 4),
-                "run_seconds": round(wall, 1),
-                "run_samples": run_samples,
-                "run_thread_core_share_percent": round(thread_share * 100, 4),
-                "correlate_10s_call_us": round(correlate_us, 1),
-                "metric_collection_us": round(collect_us, 1),
-            },
-            indent=1,
-        )
-    )
+    return {
+        "nvml": "real" if real else "stand-in",
+        "devices": devices,
+        "cpu_per_sample_us": round(per_sample_us, 1),
+        "core_share_at_1hz_percent": round(per_sample_us / 1e6 * 100, 4),
+        "run_seconds": round(wall, 1),
+        "run_samples": run_samples,
+        "run_thread_core_share_percent": round(thread_share * 100, 4),
+        "correlate_10s_call_us": round(correlate_us, 1),
+        "metric_collection_us": round(collect_us, 1),
+    }
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    """Rows for benchmarks/run.py (stand-in NVML; target: well under 1 % of a core at 1 Hz)."""
+    from _common import row
+
+    r = measure(real=False, seconds=3.0 if quick else 10.0)
+    name = "gpu sampler"
+    notes = "stand-in NVML, 2 GPUs; driver time per NVML call not included"
+    return [
+        row(name, "CPU per sample", r["cpu_per_sample_us"], "us", higher_is_better=False),
+        row(
+            name,
+            "sampler thread at 1 Hz",
+            r["run_thread_core_share_percent"],
+            "% of a core",
+            higher_is_better=False,
+            target="< 1 %",
+            ok=r["run_thread_core_share_percent"] < 1.0,
+            notes=notes,
+        ),
+        row(
+            name,
+            "correlate() of a 10 s call",
+            r["correlate_10s_call_us"],
+            "us",
+            higher_is_better=False,
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the 1 Hz run")
+    parser.add_argument("--real", action="store_true", help="the real NVML, not the stand-in")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.real, args.seconds), indent=1))
 
 
 if __name__ == "__main__":

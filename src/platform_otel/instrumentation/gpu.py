@@ -269,10 +269,8 @@ class Sampler:
             code = _code(exc)
             if code == _LIBRARY_NOT_FOUND:
                 return (
-                    f"no NVIDIA driver found ({_NVML_SONAME} not loadable, also not in "
-                    f"{', '.join(self.library_dirs)}); in a container, run it with the NVIDIA "
-                    "container runtime (--gpus) or put the driver's library directory on "
-                    "LD_LIBRARY_PATH"
+                    f"no NVIDIA driver found ({_NVML_SONAME} not loadable by name nor from the "
+                    "usual driver directories; see 'Containers and driver path' in docs/gpu.md)"
                 )
             if code == _DRIVER_NOT_LOADED:
                 return "NVIDIA driver not loaded (NVML: Driver Not Loaded)"
