@@ -559,6 +559,9 @@ def test_init_exports_gpu_metrics_to_an_otlp_receiver(tmp_path: Path) -> None:
     assert power == {GPU0}
     energy = [p for p in points if p.name == "hw.energy"]
     assert energy[0].type == "sum" and energy[0].is_monotonic
+    memory = [p for p in points if p.name == "hw.gpu.memory.usage"]
+    assert memory[0].type == "sum" and not memory[0].is_monotonic  # UpDownCounter
+    assert {p.type for p in points if p.name == "hw.gpu.utilization"} == {"gauge"}
     assert {p.scope for p in points} == {"platform_otel.gpu"}
     assert_documented(names)
     assert_documented({k for p in points for k in p.attributes})

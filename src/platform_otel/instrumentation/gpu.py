@@ -670,7 +670,7 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
     """Create the observable instruments; each callback reads ``sampler``'s newest sample."""
     from opentelemetry.metrics import Observation
 
-    def gauge(pick: Any, extra: Mapping[str, str] | None = None) -> Any:
+    def from_reading(pick: Any, extra: Mapping[str, str] | None = None) -> Any:
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
             out = []
             try:
@@ -712,20 +712,27 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
 
     meter.create_observable_gauge(
         UTILIZATION,
-        [gauge(lambda r: r.utilization, {GPU_TASK: "general"})],
+        [from_reading(lambda r: r.utilization, {GPU_TASK: "general"})],
         unit="1",
         description="Fraction of time the GPU was busy over the last sample period (0..1)",
     )
-    meter.create_observable_gauge(
-        MEMORY_USAGE, [gauge(lambda r: r.memory_used)], unit="By", description="GPU memory used"
+    # UpDownCounters, as the hardware conventions define the two memory metrics.
+    meter.create_observable_up_down_counter(
+        MEMORY_USAGE,
+        [from_reading(lambda r: r.memory_used)],
+        unit="By",
+        description="GPU memory used",
     )
-    meter.create_observable_gauge(
-        MEMORY_LIMIT, [gauge(lambda r: r.memory_total)], unit="By", description="GPU memory size"
+    meter.create_observable_up_down_counter(
+        MEMORY_LIMIT,
+        [from_reading(lambda r: r.memory_total)],
+        unit="By",
+        description="GPU memory size",
     )
     meter.create_observable_gauge(
         MEMORY_UTILIZATION,
         [
-            gauge(
+            from_reading(
                 lambda r: (
                     None
                     if r.memory_used is None or not r.memory_total
@@ -737,14 +744,17 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
         description="Fraction of GPU memory used (0..1)",
     )
     meter.create_observable_gauge(
-        TEMPERATURE, [gauge(lambda r: r.temperature)], unit="Cel", description="GPU temperature"
+        TEMPERATURE,
+        [from_reading(lambda r: r.temperature)],
+        unit="Cel",
+        description="GPU temperature",
     )
     meter.create_observable_gauge(
-        POWER, [gauge(lambda r: r.power)], unit="W", description="GPU power draw"
+        POWER, [from_reading(lambda r: r.power)], unit="W", description="GPU power draw"
     )
     meter.create_observable_counter(
         ENERGY,
-        [gauge(lambda r: r.energy)],
+        [from_reading(lambda r: r.energy)],
         unit="J",
         description="Energy the GPU consumed since the driver was loaded",
     )
@@ -754,7 +764,7 @@ def register_instruments(meter: Meter, sampler: Sampler) -> None:
         unit="1",
         description="1 while the GPU's clocks are held down for this reason, else 0",
     )
-    meter.create_observable_gauge(
+    meter.create_observable_up_down_counter(  # like hw.gpu.memory.usage
         PROCESS_MEMORY,
         [processes],
         unit="By",
