@@ -1,6 +1,6 @@
 """Cost of the GPU sampler (platform_otel.instrumentation.gpu), with the stand-in pynvml.
 
-    python benchmarks/bench_gpu_sampler.py [--seconds 10] [--real]
+    python benchmarks/bench_gpu_sampler.py [--seconds 10] [--real] [--monitor]
     python benchmarks/run.py --only gpu_sampler
 
 Measures CPU time per sample (two GPUs, every field, two processes), the share of
@@ -9,6 +9,9 @@ one core at the default 1 Hz, the sampler thread's CPU share over a real run at
 10 s call (10 samples, in a full 10-minute history). The stand-in answers from
 Python dicts, so the driver's own time per NVML call is not included (docs/gpu.md).
 ``--real`` measures the installed nvidia-ml-py against this machine's driver instead.
+``--monitor`` measures a whole ``platform-otel monitor`` process instead: CPU share and
+resident memory while it samples two stand-in GPUs at 1 Hz, polls a local ``/api/ps``
+every 5 s and exports over gRPC every 10 s to a local OTLP receiver.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ for _path in (str(ROOT), str(ROOT / "src")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-__all__ = ["measure", "run"]
+__all__ = ["measure", "measure_monitor", "run"]
 
 
 def _stand_in() -> Any:
@@ -121,6 +124,52 @@ def measure(real: bool = False, seconds: float = 10.0) -> dict[str, Any]:
     }
 
 
+def measure_monitor(seconds: float = 60.0) -> dict[str, Any]:
+    """CPU share and RSS of a running ``platform-otel monitor`` (stand-in NVML, local /api/ps)."""
+    import os
+    import tempfile
+
+    from tests.support.fixtures import start_process
+    from tests.support.ollama_ps import PsServer
+    from tests.support.otlp_receiver import OtlpReceiver
+    from tests.test_gpu import FAKE_PYTHONPATH, two_gpus
+
+    def cpu_seconds(pid: int) -> float:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(pid: int) -> float:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            line = next(ln for ln in f if ln.startswith("VmRSS"))
+        return int(line.split()[1]) / 1024
+
+    models = [{"name": "llama3.2:1b", "size": 4 << 30, "size_vram": 3 << 30}]
+    with tempfile.TemporaryDirectory() as tmp, OtlpReceiver("grpc") as receiver:
+        scenario = os.path.join(tmp, "scenario.json")
+        with open(scenario, "w", encoding="utf-8") as f:
+            json.dump(two_gpus(), f)
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+            "FAKE_PYNVML_SCENARIO": scenario,
+            "PYTHONPATH": FAKE_PYTHONPATH,
+        }
+        argv = [sys.executable, "-m", "platform_otel._cli", "monitor"]
+        with PsServer(models) as ps, start_process([*argv, "--ollama", ps.url], env) as monitor:
+            time.sleep(5)  # past start-up
+            cpu0, t0 = cpu_seconds(monitor.pid), time.monotonic()
+            time.sleep(seconds)
+            cpu1, t1 = cpu_seconds(monitor.pid), time.monotonic()
+            rss = rss_mib(monitor.pid)
+    return {
+        "monitor_core_share_percent": round((cpu1 - cpu0) / (t1 - t0) * 100, 3),
+        "monitor_rss_mib": round(rss, 1),
+        "seconds": round(t1 - t0, 1),
+    }
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     """Rows for benchmarks/run.py (stand-in NVML; target: well under 1 % of a core at 1 Hz)."""
     from _common import row
@@ -154,8 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the 1 Hz run")
     parser.add_argument("--real", action="store_true", help="the real NVML, not the stand-in")
+    parser.add_argument("--monitor", action="store_true", help="a platform-otel monitor process")
     args = parser.parse_args()
-    print(json.dumps(measure(args.real, args.seconds), indent=1))
+    if args.monitor:
+        print(json.dumps(measure_monitor(args.seconds), indent=1))
+    else:
+        print(json.dumps(measure(args.real, args.seconds), indent=1))
 
 
 if __name__ == "__main__":
