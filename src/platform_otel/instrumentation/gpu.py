@@ -530,7 +530,7 @@ class Sampler:
             dev, "processes", lambda: nvml.nvmlDeviceGetComputeRunningProcesses(h), errors
         )
         if procs is None and "processes" in dev.unsupported:
-            # Drivers before R510 lack the _v3 call that pynvml's unversioned name uses.
+            # Older drivers lack the _v3 call that pynvml's unversioned name uses.
             procs = self._read(
                 dev,
                 "processes_v2",

@@ -354,7 +354,7 @@ def _processes(handle: _Handle, field: str) -> list[nvmlFriendlyObject]:
 def nvmlDeviceGetComputeRunningProcesses(handle: _Handle) -> list[nvmlFriendlyObject]:
     _called("nvmlDeviceGetComputeRunningProcesses")
     if "processes_v3" in _device(handle, "processes").get("unsupported", ()):
-        raise NVMLLibraryMismatchError(  # what pynvml raises on a driver before R510
+        raise NVMLLibraryMismatchError(  # what pynvml raises on an older driver
             "Unversioned function called and the pyNVML version does not match the NVML "
             "lib version."
         )
