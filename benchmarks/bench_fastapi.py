@@ -10,7 +10,9 @@ the same round), which cancels the machine's drift between rounds:
 * ``platform_otel.init()`` (server span, duration histogram, log correlation,
   OTLP/gRPC export to a live local sink);
 * the same with the pure-Python wire encoder (``PLATFORM_OTEL_OTLP_ENCODER=python``,
-  what an install without a C compiler gets) and with the official OTLP encoder;
+  what an install without a C compiler gets) and on the SDK path
+  (``PLATFORM_OTEL_OTLP_ENCODER=official``: SDK spans, histogram, batch processors and
+  encoder; what runs when the fast path turns itself off);
 * the same with head sampling at 10% (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
   ``OTEL_TRACES_SAMPLER_ARG=0.1``): a configuration, not equivalent telemetry;
 * ``opentelemetry-instrument`` (official zero-code, OTLP/gRPC traces, metrics and
@@ -50,7 +52,11 @@ CASES: list[tuple[str, str, bool]] = [
         "platform-python-encoder",
         False,
     ),
-    ("platform_otel.init(), official OTLP encoder", "platform-official-encoder", False),
+    (
+        "platform_otel.init(), SDK path (PLATFORM_OTEL_OTLP_ENCODER=official)",
+        "platform-official-encoder",
+        False,
+    ),
     ("platform_otel.init(), 10% of traces sampled (histogram: all)", "platform-sampled", False),
     ("official: opentelemetry-instrument", "none", True),
     ("official: FastAPIInstrumentor(exclude_spans)", "official-app", False),

@@ -17,8 +17,8 @@ from platform_otel._exporters import (
     ResilientSpanExporter,
     in_export,
     mute_sdk_exporter_logs,
-    queue_emitter,
 )
+from platform_otel._fast.queue import queue_emitter
 
 
 class FlakyExporter:

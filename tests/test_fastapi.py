@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from platform_otel._config import load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import fastapi as pf
 from tests.support.documented import assert_documented
@@ -46,8 +46,12 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def context(self, impl: str = "lean") -> InstrumentationContext:
-        settings = types.SimpleNamespace(
-            service_name="test-svc", capture_content=False, environment="test", fastapi_impl=impl
+        settings = load_settings(
+            env={},
+            service_name="test-svc",
+            capture_content=False,
+            environment="test",
+            fastapi_impl=impl,
         )
         return InstrumentationContext(
             settings=settings,  # type: ignore[arg-type]
@@ -389,11 +393,11 @@ def test_internal_failure_never_breaks_the_request(
 
     pf.instrument(telemetry.context())
     with TestClient(make_app()) as client:
-        monkeypatch.setattr(ServerTelemetry, "_start", broken)
+        monkeypatch.setattr(ServerTelemetry, "begin", broken)
         assert client.get("/items/9").json() == {"item_id": 9}
         monkeypatch.undo()
         monkeypatch.delenv("PLATFORM_OTEL_RAISE_INTERNAL", raising=False)
-        monkeypatch.setattr(ServerTelemetry, "_finish", broken)
+        monkeypatch.setattr(ServerTelemetry, "end", broken)
         assert client.get("/items/10").json() == {"item_id": 10}
 
 
@@ -455,7 +459,10 @@ _UVICORN_APP = textwrap.dedent(
             for s in exporter.get_finished_spans()
         ]
 
-    settings = types.SimpleNamespace(service_name="uv", capture_content=False, fastapi_impl="lean")
+    from platform_otel import _fast
+    from platform_otel._config import load_settings
+    _fast.enable()
+    settings = load_settings(env={}, service_name="uv", capture_content=False, fastapi_impl="lean")
     pf.instrument(InstrumentationContext(settings, tp, mp, None))
     """
 )
@@ -579,7 +586,10 @@ _KEEPALIVE_APP = textwrap.dedent(
         gc.collect()  # only what is still referenced survives
         return {"ended": len(ended), "alive": sum(ref() is not None for ref in ended)}
 
-    settings = types.SimpleNamespace(service_name="ka", capture_content=False, fastapi_impl="lean")
+    from platform_otel import _fast
+    from platform_otel._config import load_settings
+    _fast.enable()
+    settings = load_settings(env={}, service_name="ka", capture_content=False, fastapi_impl="lean")
     pf.instrument(InstrumentationContext(settings, tp, MeterProvider(), None))
     """
 )

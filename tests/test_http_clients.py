@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import pytest
 
+from platform_otel._config import load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.testing import Capture, capture
 from tests.support.documented import assert_documented
@@ -52,7 +52,7 @@ def fresh_semconv_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _ctx(cap: Capture) -> InstrumentationContext:
-    settings = SimpleNamespace(service_name="t", capture_content=False)
+    settings = load_settings(env={}, service_name="t", capture_content=False)
     return InstrumentationContext(settings, cap.tracer_provider, cap.meter_provider, None)  # type: ignore[arg-type]
 
 

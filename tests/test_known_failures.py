@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +35,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from platform_otel._config import load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import fastapi as pf
 from tests.support.documented import assert_documented
@@ -74,7 +74,8 @@ class Providers:
         self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
-        settings = types.SimpleNamespace(
+        settings = load_settings(
+            env={},
             service_name="known-failures",
             capture_content=False,
             environment="test",

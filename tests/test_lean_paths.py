@@ -35,11 +35,11 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from platform_otel._exporters import EncodingBatchSpanProcessor
-from platform_otel._lean_logs import LeanLogEmitter
-from platform_otel._lean_metrics import LeanHistogram
-from platform_otel._lean_trace import LeanSpan, lean_tracer
-from platform_otel._otlp_fast import encode_log_record, encode_spans_request
+from platform_otel._fast.logs import LeanLogEmitter
+from platform_otel._fast.metrics import LeanHistogram
+from platform_otel._fast.otlp import encode_log_record, encode_spans_request
+from platform_otel._fast.queue import EncodingBatchSpanProcessor
+from platform_otel._fast.trace import LeanSpan, lean_tracer
 
 REMOTE_SAMPLED = SpanContext(
     0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1)
@@ -409,7 +409,7 @@ def test_encoded_log_record_is_the_official_message() -> None:
         **fields,
     )
     readable = ReadableLogRecord(log_record=record, resource=resource, instrumentation_scope=scope)
-    from platform_otel._otlp_fast import encode_logs_request
+    from platform_otel._fast.otlp import encode_logs_request
 
     assert ExportLogsServiceRequest.FromString(encode_logs_request([encoded])) == encode_logs(
         [readable]

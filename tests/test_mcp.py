@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from platform_otel._config import load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import mcp as mcp_integration
 from tests.support.documented import assert_documented
@@ -88,8 +88,8 @@ def _providers() -> Telemetry:
 
 
 def _ctx(t: Telemetry) -> InstrumentationContext:
-    settings: Any = SimpleNamespace(
-        service_name="mcp-test-client", capture_content=False, environment="test"
+    settings: Any = load_settings(
+        env={}, service_name="mcp-test-client", capture_content=False, environment="test"
     )
     return InstrumentationContext(settings, t.tracer_provider, t.meter_provider, None)
 

@@ -22,7 +22,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from platform_otel._otlp_fast import encode_spans_request
+from platform_otel._fast.otlp import encode_spans_request
 from tests.support.otlp_receiver import OtlpReceiver
 
 REMOTE = SpanContext(
@@ -95,7 +95,7 @@ def test_fast_encoding_decodes_to_the_official_message() -> None:
 
 def test_fast_exporter_delivers_spans_over_grpc() -> None:
     """FastOTLPSpanExporter sends spans a real OTLP/gRPC receiver decodes with names, ids and attributes intact."""
-    from platform_otel._otlp_fast import FastOTLPSpanExporter
+    from platform_otel._fast.otlp import FastOTLPSpanExporter
 
     spans = _varied_spans()
     with OtlpReceiver("grpc") as receiver:
@@ -146,7 +146,7 @@ def test_fast_log_encoding_decodes_to_the_official_message() -> None:
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-    from platform_otel._otlp_fast import encode_logs_request
+    from platform_otel._fast.otlp import encode_logs_request
 
     records = _varied_log_records()
     assert len(records) == 5
@@ -156,7 +156,7 @@ def test_fast_log_encoding_decodes_to_the_official_message() -> None:
 
 def test_fast_log_exporter_delivers_records_over_grpc() -> None:
     """FastOTLPLogExporter sends log records a real OTLP/gRPC receiver decodes, trace ids included."""
-    from platform_otel._otlp_fast import FastOTLPLogExporter
+    from platform_otel._fast.otlp import FastOTLPLogExporter
 
     records = _varied_log_records()
     with OtlpReceiver("grpc") as receiver:
@@ -202,7 +202,7 @@ def test_queue_items_stay_correct_when_the_resource_scope_table_is_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Past 256 (resource, scope) pairs, spans are queued as ``Encoded`` objects: same request."""
-    from platform_otel import _otlp_fast
+    from platform_otel._fast import otlp as _otlp_fast
 
     monkeypatch.setattr(_otlp_fast, "_pairs", [(object(), None)] * _otlp_fast._MAX_PAIRS)
     monkeypatch.setattr(_otlp_fast, "_pair_heads", {})

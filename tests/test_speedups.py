@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
-from platform_otel import _otlp_fast
-from platform_otel._lean_trace import lean_tracer
+from platform_otel._fast import otlp as _otlp_fast
+from platform_otel._fast.trace import lean_tracer
 from tests.test_otlp_fast import _varied_spans
 
 
@@ -165,7 +165,7 @@ def test_queue_items_are_the_same_bytes_from_both_encoders_and_make_the_official
 
 
 def test_head_is_written_before_the_span_entry_and_bounded() -> None:
-    from platform_otel import _speedups
+    from platform_otel._fast import _encode as _speedups
 
     ctx = SpanContext(1, 2, False, TraceFlags(1))
     args = (ctx, None, "op", 1, 10, 20, {"k": "v"}, b"\x7a\x00")
@@ -183,7 +183,7 @@ def test_lean_span_end_queues_the_encoders_item_for_common_and_uncommon_spans() 
     from opentelemetry.sdk.trace import SpanLimits
     from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 
-    from platform_otel._exporters import EncodingBatchSpanProcessor
+    from platform_otel._fast.queue import EncodingBatchSpanProcessor
 
     class Discard:
         def export(self, spans: Any) -> Any:

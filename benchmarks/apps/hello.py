@@ -94,7 +94,7 @@ def _sdk_providers(fast: bool = False) -> tuple[object, object]:
     resource = Resource.create({"service.name": "bench-hello"})
     tracer_provider = TracerProvider(resource=resource)
     if fast:
-        from platform_otel._otlp_fast import FastOTLPSpanExporter
+        from platform_otel._fast.otlp import FastOTLPSpanExporter
 
         tracer_provider.add_span_processor(BatchSpanProcessor(FastOTLPSpanExporter()))
     else:
@@ -109,16 +109,15 @@ def _sdk_providers(fast: bool = False) -> tuple[object, object]:
 
 def _instrument_lean(tracer_provider: object, meter_provider: object) -> None:
     """platform-otel's lean FastAPI path on the given providers, without init()."""
-    import types
-
+    from platform_otel import _fast
+    from platform_otel._config import load_settings
     from platform_otel.instrumentation import InstrumentationContext
     from platform_otel.instrumentation import fastapi as _pf
 
+    _fast.enable()
     _pf.instrument(
         InstrumentationContext(
-            settings=types.SimpleNamespace(  # type: ignore[arg-type]
-                service_name="bench-hello", capture_content=False, fastapi_impl="lean"
-            ),
+            settings=load_settings(service_name="bench-hello", fastapi_impl="lean"),
             tracer_provider=tracer_provider,  # type: ignore[arg-type]
             meter_provider=meter_provider,  # type: ignore[arg-type]
             logger_provider=None,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ._pipeline import Pipeline, QueueObservation, Stage, StageRun
     from ._telemetry import Telemetry
@@ -55,6 +55,8 @@ def init(
     shutdown_timeout: float | None = None,
     strict: bool | None = None,
     exporters: Mapping[str, Sequence[str]] | None = None,
+    server_request_hook: Callable[[Any, Any], None] | None = None,
+    server_response_hook: Callable[[Any, Any, Any], None] | None = None,
 ) -> Telemetry:
     """Configure OpenTelemetry for this process and return its :class:`Telemetry` handle.
 
@@ -63,6 +65,11 @@ def init(
     are reported as one warning each and replaced by a safe value; with
     ``strict=True`` they raise one :class:`ConfigError` instead. Calling ``init()``
     again returns the same handle.
+
+    ``server_request_hook(span, scope)`` and ``server_response_hook(span, scope, message)``
+    are called for every traced HTTP request (at its start, and at ``http.response.start``),
+    as the official instrumentation's hooks are; an exception inside a hook is reported once
+    and never reaches the request.
     """
     given = {k: v for k, v in locals().items() if v is not None}
     from ._config import scrub_sdk_environment

@@ -136,7 +136,11 @@ def _doctor(as_json: bool) -> int:
                 "detail": detail,
             }
         )
+    from . import _fast
+
+    request_path = _fast.describe(settings.otlp_encoder)
     report: dict[str, Any] = {
+        "request_path": request_path,
         "settings": settings.as_dict(),
         "problems": [str(p) for p in settings.problems],
         "integrations": integrations,
@@ -152,6 +156,7 @@ def _doctor(as_json: bool) -> int:
     print("\nProblems:" if settings.problems else "\nProblems: none")
     for p in report["problems"]:
         print(f"  ! {p}")
+    print(f"\nRequest path: {request_path}")
     print("\nIntegrations:")
     for item in integrations:
         print(f"  {item['name']:<9} {item['state']}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import urllib.parse
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -140,6 +140,21 @@ class Settings:
     strict: bool
     gpu_interval: float = 1.0  # seconds between GPU samples (PLATFORM_OTEL_GPU_INTERVAL)
     gpu_device: str | None = None  # hw.id or GPU index (PLATFORM_OTEL_GPU_DEVICE)
+    #: HTTP server requests not traced: comma-separated regexes searched in the full URL
+    #: (OTEL_PYTHON_FASTAPI_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS), as the official
+    #: instrumentation reads them.
+    http_excluded_urls: tuple[str, ...] = ()
+    #: Header-name regexes captured as ``http.request.header.<name>`` / ``http.response.header.<name>``
+    #: (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST / _RESPONSE).
+    http_capture_request_headers: tuple[str, ...] = ()
+    http_capture_response_headers: tuple[str, ...] = ()
+    #: Header-name regexes whose captured values become ``[REDACTED]``
+    #: (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS).
+    http_sanitize_headers: tuple[str, ...] = ()
+    #: ``init(server_request_hook=...)``: called as ``hook(span, scope)`` when a server span starts.
+    server_request_hook: Callable[[Any, Any], None] | None = None
+    #: ``init(server_response_hook=...)``: ``hook(span, scope, message)`` at ``http.response.start``.
+    server_response_hook: Callable[[Any, Any, Any], None] | None = None
     #: Variables the SDK reads itself whose values are invalid; init() removes them from
     #: os.environ so the SDK uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
@@ -166,6 +181,8 @@ class Settings:
                 value = dict(value)
             elif isinstance(value, tuple):
                 value = list(value)
+            elif callable(value):
+                value = getattr(value, "__qualname__", repr(value))
             out[f.name] = value
         return out
 
@@ -434,6 +451,35 @@ def scrub_sdk_environment(env: MutableMapping[str, str] | None = None) -> None:
         del env[problem.variable]
 
 
+def _regex_list(r: _Reader, names: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of regular expressions; an invalid one is reported and left out."""
+    import re
+
+    found = r.raw(*names)
+    if found is None:
+        return ()
+    name, text = found
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            re.compile(item)
+        except re.error as exc:
+            r.problem(name, item, "(left out)", f"not a regular expression: {exc}")
+            continue
+        out.append(item)
+    return tuple(out)
+
+
+def _hook(r: _Reader, value: Any, arg_name: str) -> Any:
+    """A request/response hook argument: a callable, or None (anything else is reported)."""
+    if value is None or callable(value):
+        return value
+    r.problem(arg_name, value, None, "not callable")
+    return None
+
+
 def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
     """Build the effective :class:`Settings` from ``init()`` keyword arguments and ``env``.
 
@@ -677,6 +723,20 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
             hi=3600.0,
         ),
         gpu_device=(r.raw("PLATFORM_OTEL_GPU_DEVICE") or (None, None))[1],
+        http_excluded_urls=_regex_list(
+            r, ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+        ),
+        http_capture_request_headers=_regex_list(
+            r, ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST",)
+        ),
+        http_capture_response_headers=_regex_list(
+            r, ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE",)
+        ),
+        http_sanitize_headers=_regex_list(
+            r, ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",)
+        ),
+        server_request_hook=_hook(r, kwargs.get("server_request_hook"), "server_request_hook"),
+        server_response_hook=_hook(r, kwargs.get("server_response_hook"), "server_response_hook"),
     )
     object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))

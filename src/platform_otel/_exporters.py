@@ -18,7 +18,6 @@ application needs from it:
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
@@ -39,13 +38,14 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     MetricsData,
 )
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _otlp_fast
+from . import _fast, _otel_private
 from ._config import Settings, SignalSettings
-from ._safety import log_once, logger
+from ._fast import otlp as _otlp_fast
+from ._safety import logger
 
-__all__ = ["EncodingBatchSpanProcessor", "ResilientExporter", "in_export", "make_exporters"]
+__all__ = ["ResilientExporter", "in_export", "make_exporters"]
 
 _state = threading.local()
 
@@ -72,95 +72,6 @@ def mute_sdk_exporter_logs() -> None:
         lg = logging.getLogger(name)
         if lg.level == logging.NOTSET:  # respect a level the user set on purpose
             lg.setLevel(level)
-
-
-def emit_queued(queue: Any, item: Any) -> None:
-    """``BatchProcessor.emit``, warning once per process (not per item) when the queue is full."""
-    pending = getattr(queue, "_queue", None)
-    if pending is not None and len(pending) >= queue._max_queue_size:
-        kind = getattr(queue, "_exporting", "telemetry")
-        log_once(
-            f"export-queue-full:{kind}",
-            logging.WARNING,
-            "platform-otel: the %s export queue is full (%d items): each new item replaces the "
-            "oldest until the exporter catches up (collector unreachable or too slow?). Logged "
-            "once; see OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE.",
-            kind,
-            queue._max_queue_size,
-        )
-    queue.emit(item)
-
-
-class _Pid:
-    """This process's pid, kept current by an at-fork hook (``os.getpid()`` is a system call)."""
-
-    value = -1
-    tracking = False
-
-
-def _track_pid() -> None:
-    if not _Pid.tracking:
-        _Pid.tracking = True
-        _Pid.value = os.getpid()
-        if hasattr(os, "register_at_fork"):
-
-            def _after_in_child() -> None:
-                _Pid.value = os.getpid()
-
-            os.register_at_fork(after_in_child=_after_in_child)
-
-
-_BATCH_FIELDS = (
-    "_shutdown",
-    "_pid",
-    "_queue",
-    "_max_queue_size",
-    "_max_export_batch_size",
-    "_worker_awaken",
-)
-
-
-def queue_emitter(queue: Any) -> Callable[[Any], None]:
-    """:func:`emit_queued` bound to one SDK batch processor, for per-request paths.
-
-    The SDK's ``emit`` makes an ``os.getpid()`` system call for every item (its fork
-    check); this compares with a pid kept by an at-fork hook instead. A full queue
-    (collector down) takes a path of its own: the item still replaces the oldest one,
-    as the SDK's bounded deque does, and the SDK's drop count is still kept, but without
-    the system call, the lock of :func:`log_once` and the muted "Queue full" warning
-    call per item (0.4 µs per item instead of ~2 µs, docs/performance.md). The
-    SDK's own ``emit`` runs whenever anything else is unusual (shut down, forked, its
-    "Queue full" warning enabled by the user), and for a processor without the
-    expected fields.
-    """
-    if not all(hasattr(queue, name) for name in _BATCH_FIELDS) or not (
-        isinstance(queue._queue, collections.deque) and queue._queue.maxlen is not None
-    ):
-        return lambda item: emit_queued(queue, item)
-    _track_pid()
-    sdk_logger = logging.getLogger(type(queue).__module__)
-    drop_items = getattr(getattr(queue, "_metrics", None), "drop_items", None)
-    warned = False
-
-    def emit(item: Any) -> None:
-        nonlocal warned
-        pending = queue._queue
-        if queue._shutdown or queue._pid != _Pid.value:
-            emit_queued(queue, item)
-            return
-        if len(pending) >= queue._max_queue_size:
-            if not warned or drop_items is None or sdk_logger.isEnabledFor(logging.WARNING):
-                warned = True
-                emit_queued(queue, item)  # warns once (ours), counts and queues (the SDK's)
-                return
-            drop_items(1)  # the SDK's self-metric of dropped items
-        pending.appendleft(item)  # the SDK's order: its worker pops the oldest from the right
-        if len(pending) >= queue._max_export_batch_size:
-            awaken = queue._worker_awaken
-            if not awaken.is_set():
-                awaken.set()
-
-    return emit
 
 
 # One warning per endpoint, not per signal: traces, metrics and logs usually share one
@@ -342,11 +253,7 @@ class ResilientExporter:
             self._cap_timeout(self._inner)
 
     def _cap_timeout(self, inner: Any) -> None:
-        remaining = max(0.1, self._deadline - time.monotonic())
-        # gRPC exporters keep the budget on themselves, HTTP ones on their client.
-        for holder in (inner, getattr(inner, "_client", None)):
-            if holder is not None and isinstance(getattr(holder, "_timeout", None), (int, float)):
-                holder._timeout = min(float(holder._timeout), remaining)
+        _otel_private.cap_exporter_timeout(inner, max(0.1, self._deadline - time.monotonic()))
 
     def _shutdown_inner(self) -> None:
         inner = self._inner
@@ -364,41 +271,6 @@ class ResilientExporter:
             return bool(inner.force_flush(timeout_millis))
         except Exception:
             return False
-
-
-class EncodingBatchSpanProcessor(BatchSpanProcessor):
-    """``BatchSpanProcessor`` that queues each span already encoded (``_otlp_fast.encode_span``).
-
-    Used in front of an exporter with ``accepts_encoded``. The span is encoded by the
-    thread that ends it, while it is hot in the CPU cache, and the queue holds plain
-    bytes instead of span objects (nothing for the garbage collector to track). In a
-    uvicorn worker under load this cut the export path's CPU per request by more than
-    half compared with encoding whole batches on the exporter thread
-    (docs/performance.md).
-    """
-
-    def __init__(self, span_exporter: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(span_exporter, *args, **kwargs)
-        #: Queues one encoded item (lean spans that skip ``on_end`` use it too).
-        self.emit_encoded = queue_emitter(self._batch_processor)
-
-    def on_end(self, span: Any) -> None:
-        if not (span.context and span.context.trace_flags.sampled):
-            return
-        self.emit_encoded(encode_at_end(span))
-
-
-def encode_at_end(span: Any, encode: Callable[[Any], Any] | None = None) -> Any:
-    """The ended span encoded as a queue item (by ``encode``, default
-    ``_otlp_fast.encode_span``); the span itself if encoding fails (reported once), which
-    the exporter then encodes the ordinary way."""
-    try:
-        return (encode or _otlp_fast.encode_span)(span)
-    except Exception:
-        from ._safety import report_internal_error
-
-        report_internal_error("encoding a span at end")
-        return span
 
 
 class ResilientSpanExporter(ResilientExporter, SpanExporter):
@@ -567,7 +439,7 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
             kwargs["channel_options"] = _GRPC_CHANNEL_OPTIONS
             if signal == "traces":
                 if fast:
-                    from ._otlp_fast import FastOTLPSpanExporter as OTLPSpanExporter
+                    from ._fast.otlp import FastOTLPSpanExporter as OTLPSpanExporter
                 else:
                     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                         OTLPSpanExporter,
@@ -581,7 +453,7 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
 
                 return _new(OTLPMetricExporter, kwargs)
             if fast:
-                from ._otlp_fast import FastOTLPLogExporter as OTLPLogExporter
+                from ._fast.otlp import FastOTLPLogExporter as OTLPLogExporter
             else:
                 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
@@ -648,7 +520,7 @@ def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
         if name == "otlp":
             # Outages are reported per collector (scheme://host:port), not per signal path.
             parsed = urllib.parse.urlsplit(cfg.endpoint)
-            fast = settings.otlp_encoder != "official"
+            fast = settings.otlp_encoder != "official" and _fast.active()
             if fast:  # "fast": with the C encoder when it was built; "python": without it
                 _otlp_fast.use_speedups(settings.otlp_encoder == "fast")
             factory, target = (

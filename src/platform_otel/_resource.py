@@ -110,9 +110,9 @@ def build_resource(settings: Settings, env: Mapping[str, str] | None = None) -> 
 
 def refresh_after_fork(resource: Resource) -> None:
     """Give a forked child its own identity, in place (see module docstring)."""
-    from opentelemetry.attributes import BoundedAttributes
+    from ._otel_private import set_resource_attributes
 
     attrs = dict(resource.attributes)
     attrs["service.instance.id"] = str(uuid.uuid4())
     attrs["process.pid"] = os.getpid()
-    resource._attributes = BoundedAttributes(attributes=attrs)  # type: ignore[attr-defined]
+    set_resource_attributes(resource, attrs)

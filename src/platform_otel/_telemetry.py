@@ -29,7 +29,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 
-from . import _exporters
+from . import _exporters, _fast, _otel_private
 from ._config import ConfigError, Settings, load_settings
 from ._resource import build_resource, refresh_after_fork
 from ._safety import logger, report_internal_error
@@ -142,6 +142,7 @@ class Telemetry:
             disable_all()
         except Exception:
             report_internal_error("uninstrument")
+        _fast.reset()
         if self._prometheus_server is not None:
             try:
                 self._prometheus_server.shutdown()
@@ -366,12 +367,12 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     _exporters.mute_sdk_exporter_logs()
     for name in settings.invalid_sdk_variables:
         os.environ.pop(name, None)  # already reported; the SDK would raise on it
     _install_propagators(settings)
+    _fast.enable(settings.otlp_encoder)  # before the exporters: they encode the fast way or not
     existing_tp, existing_mp, existing_lp = _existing_sdk_providers()
     resource = build_resource(settings)
     exporters: list[_exporters.ResilientExporter] = []
@@ -379,7 +380,7 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
     span_exporters = _exporters.make_exporters("traces", settings)
     if existing_tp is not None:
         tracer_provider = existing_tp
-        has_processors = bool(getattr(existing_tp._active_span_processor, "_span_processors", ()))
+        has_processors = _otel_private.has_span_processors(existing_tp)
         logger.info(
             "platform-otel: reusing the TracerProvider installed before init()%s",
             "" if has_processors else "; adding platform-otel's exporters to it",
@@ -392,9 +393,7 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
         )
         trace.set_tracer_provider(tracer_provider)
     for exp in span_exporters:
-        processor_class = (
-            _exporters.EncodingBatchSpanProcessor if exp.accepts_encoded else BatchSpanProcessor
-        )
+        processor_class = _fast.span_processor_class(exp)
         tracer_provider.add_span_processor(
             processor_class(
                 exp,  # type: ignore[arg-type]
@@ -529,6 +528,7 @@ def _after_fork_in_child() -> None:
             refresh_after_fork(telemetry.resource)
             _push_identity(telemetry)
         _reset_metric_state(telemetry.meter_provider)
+        _fast.after_fork_in_child()
         telemetry._prometheus_server = (
             None  # its thread did not survive the fork; the port is the parent's
         )
@@ -564,9 +564,8 @@ def _push_identity(telemetry: Telemetry) -> None:
         telemetry.meter_provider,
         telemetry.logger_provider,
     ):
-        update = getattr(provider, "_update_resource", None)
-        if update is not None and telemetry.owns_providers:
-            update(identity)
+        if telemetry.owns_providers:
+            _otel_private.update_provider_resource(provider, identity)
 
 
 def _register_mp_finalizer(telemetry: Telemetry) -> None:
@@ -577,14 +576,5 @@ def _register_mp_finalizer(telemetry: Telemetry) -> None:
 
 def _reset_metric_state(meter_provider: Any) -> None:
     """Forget every aggregation inherited from the parent (new start time, zero counts)."""
-    consumer = getattr(meter_provider, "_measurement_consumer", None)
-    if consumer is None or not hasattr(consumer, "_reader_storages"):
-        return
-    consumer._lock = threading.Lock()
-    for reader in list(consumer._reader_storages):
-        consumer.add_metric_reader(reader)  # replaces the reader's storage with an empty one
-        # The SDK restarts the reader's thread after fork but keeps its export lock: if the
-        # parent was exporting at that moment, the child's reader would block on it forever.
-        if hasattr(reader, "_export_lock"):
-            reader._export_lock = threading.Lock()
-    logging.getLogger("platform_otel").debug("platform-otel: metric state reset after fork")
+    if _otel_private.reset_metric_state(meter_provider):
+        logging.getLogger("platform_otel").debug("platform-otel: metric state reset after fork")

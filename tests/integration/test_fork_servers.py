@@ -57,6 +57,13 @@ async def work() -> dict:
         counter.add(1, {{"route": "work"}})
         log.warning("handled by %s", os.getpid())
     return {{"pid": os.getpid()}}
+
+
+@app.get("/pid")
+def pid() -> dict:
+    # A plain route that creates no span of its own: only the instrumentation's request span.
+    time.sleep(0.1)
+    return {{"pid": os.getpid()}}
 """
 
 
@@ -79,11 +86,19 @@ def _drive(url: str, workers: int, server: Server, timeout: float = 10.0) -> Cou
 
 
 def _assert_per_worker_telemetry(
-    receiver: OtlpReceiver, served: Counter[int], server: Server, parent_pid: int | None = None
+    receiver: OtlpReceiver,
+    served: Counter[int],
+    server: Server,
+    parent_pid: int | None = None,
+    plain: Counter[int] | None = None,
 ) -> None:
-    """Spans, logs and exact metric values arrive from each worker with a distinct instance id."""
+    """Spans, logs and exact metric values arrive from each worker with a distinct instance id;
+    ``plain``: workers that served the plain route, whose request spans must arrive too."""
 
     def complete(r: OtlpReceiver) -> bool:
+        plain_pids = {s.resource.get("process.pid") for s in r.spans() if s.name == "GET /pid"}
+        if plain is not None and not set(plain) <= plain_pids:
+            return False
         span_pids = {s.resource.get("process.pid") for s in r.spans() if s.name == "forky.work"}
         log_pids = {
             lg.resource.get("process.pid") for lg in r.logs() if "handled by" in str(lg.body)
@@ -198,8 +213,9 @@ def test_gunicorn_uvicorn_workers(
         argv.append("--preload")
     with start_process(argv, env, cwd=tmp_path) as server:
         wait_http(f"http://127.0.0.1:{port}/", server, timeout=20)  # 404, not counted
+        plain = _drive(f"http://127.0.0.1:{port}/pid", 2, server)
         served = _drive(f"http://127.0.0.1:{port}/work", 2, server)
-        _assert_per_worker_telemetry(receiver, served, server, parent_pid=server.pid)
+        _assert_per_worker_telemetry(receiver, served, server, parent_pid=server.pid, plain=plain)
         rc = server.stop()
     assert rc == 0, str(server)
     assert server.exit_duration is not None and server.exit_duration < 8, str(server)
@@ -232,8 +248,9 @@ def test_uvicorn_workers(otlp_grpc_receiver: OtlpReceiver, tmp_path: Path) -> No
         argv, otel_env(otlp_grpc_receiver, service_name="forky"), cwd=tmp_path
     ) as server:
         wait_http(f"http://127.0.0.1:{port}/", server, timeout=20)  # 404, not counted
+        plain = _drive(f"http://127.0.0.1:{port}/pid", 2, server)
         served = _drive(f"http://127.0.0.1:{port}/work", 2, server)
-        _assert_per_worker_telemetry(otlp_grpc_receiver, served, server)
+        _assert_per_worker_telemetry(otlp_grpc_receiver, served, server, plain=plain)
         server.stop()
     assert "Traceback" not in server.stderr, str(server)
 

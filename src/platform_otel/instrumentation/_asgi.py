@@ -43,40 +43,33 @@ the span and records the duration. :meth:`ServerTelemetry.handle` is the two
 around an application call; the FastAPI hook inlines them (one coroutine frame
 less for every suspension of the request).
 
-Where the optional C extension ``platform_otel._asgi_speedups`` was built,
-``begin`` and ``end`` are its ``RequestPath``'s: it does the work of
-:meth:`ServerTelemetry._start` and :meth:`ServerTelemetry._finish` for the common
-request (a known method, the default sampler, no 5xx or exception, no mount) and
-calls those methods for every other one. The Python methods are the reference:
-a test runs the same requests through both and compares spans, queue items and
-histogram points.
+Where the route is known before the application runs (FastAPI: the app's routes are
+matched as the official instrumentation matches them, cached per path), the span is
+started with its final name and ``http.route``, so samplers and ``on_start`` of span
+processors see them. A name the application sets with ``update_name`` is kept.
+
+The span and histogram objects come from :mod:`platform_otel._fast` when it is on
+(lean spans, pre-aggregated histogram), else from the SDK: the code below is the same
+for both, and ``tests/test_fast_parity.py`` compares their output with each other and
+with the official instrumentation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import Token
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter
-from opentelemetry.trace import (
-    DEFAULT_TRACE_STATE,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    Tracer,
-)
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from .._context import SPAN_KEY, current_var, span_context_with
-from .._lean_metrics import LeanHistogram
-from .._lean_trace import _FLAGS, LeanSpan, lean_tracer
+from .. import _fast
+from .._fast.context import current_var, span_context_with
 from .._safety import report_internal_error
 from .logging import EXCEPTION_SPAN_ATTR
 
@@ -84,6 +77,7 @@ __all__ = [
     "DURATION_BUCKETS",
     "SCOPE_KEY",
     "LeanASGIMiddleware",
+    "ServerOptions",
     "ServerTelemetry",
 ]
 
@@ -120,6 +114,8 @@ _DURATION_DESCRIPTION = "Duration of HTTP server requests."
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _ROOT_CONTEXT = Context()  # server spans take their parent from headers only
 _CACHE_LIMIT = 1024  # bound every per-value cache (hostile Host headers, odd routes)
+_ROUTES_ATTR = "_platform_otel_routes"  # per app: (routes, their count, cacheable, cache, flat)
+_MISS = object()
 
 
 def _error_type(exc: BaseException) -> str:
@@ -151,30 +147,136 @@ def _parse_host(host: str, scheme: str) -> tuple[str | None, int | None]:
     return (address or None), port
 
 
-_Started = tuple[
-    Any, "Token[Context]", float, str, str, str, Context
-]  # span, token, t0, method, name, scheme, the context before the request's
-
-
 class _Carrier(dict[str, list[str]]):
     """Propagation headers of one request, in the shape ``DefaultGetter`` reads."""
 
 
-class ServerTelemetry:
-    """Per-process state of the lean HTTP server instrumentation (tracer, histogram, caches).
+_TRACED = frozenset({"http", "websocket"})
 
-    ``speedups=False`` keeps the per-request work in Python even where the C extension
-    was built (``PLATFORM_OTEL_OTLP_ENCODER=python``).
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What the official instrumentation takes from ``OTEL_*`` variables and hooks.
+
+    Built once from :class:`~platform_otel._config.Settings` (:meth:`from_settings`).
     """
 
-    def __init__(self, tracer: Tracer, meter: Meter, *, speedups: bool = True) -> None:
+    excluded_urls: Any = None  # opentelemetry.util.http.ExcludeList, or None
+    request_headers: tuple[str, ...] = ()
+    response_headers: tuple[str, ...] = ()
+    sanitize: Any = None  # opentelemetry.util.http.SanitizeValue
+    request_hook: Callable[[Any, Scope], None] | None = None
+    response_hook: Callable[[Any, Scope, Message], None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ServerOptions:
+        from opentelemetry.util.http import ExcludeList, SanitizeValue
+
+        excluded = tuple(settings.http_excluded_urls)
+        return cls(
+            excluded_urls=ExcludeList(list(excluded)) if excluded else None,
+            request_headers=tuple(settings.http_capture_request_headers),
+            response_headers=tuple(settings.http_capture_response_headers),
+            sanitize=SanitizeValue(list(settings.http_sanitize_headers)),
+            request_hook=settings.server_request_hook,
+            response_hook=settings.server_response_hook,
+        )
+
+
+def _header_attributes(
+    headers: Any, patterns: Sequence[str], sanitize: Any, request: bool
+) -> dict[str, tuple[str, ...]]:
+    """``http.{request,response}.header.<name>`` attributes, as the official instrumentation
+    builds them (names matched in full, case-insensitive; sanitized values redacted)."""
+    from opentelemetry.util.http import (
+        SanitizeValue,
+        normalise_request_header_name,
+        normalise_response_header_name,
+    )
+
+    values: dict[str, list[str]] = {}
+    for name, value in headers or ():
+        values.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    found = (sanitize or SanitizeValue([])).sanitize_header_values(
+        values,
+        list(patterns),
+        normalise_request_header_name if request else normalise_response_header_name,
+    )
+    return {name: tuple(items) for name, items in found.items()}  # as the SDK stores sequences
+
+
+def _full_url(scope: Scope, host: bytes | None) -> str:
+    """The request URL as the official instrumentation builds it for excluded-URL matching."""
+    scheme = scope.get("scheme") or "http"
+    if host is not None:
+        netloc = host.decode("latin-1")
+    else:
+        server = scope.get("server") or ("0.0.0.0", 80)
+        netloc = server[0] + (f":{server[1]}" if str(server[1]) != "80" else "")
+    path = (scope.get("root_path") or "") + (scope.get("path") or "")
+    return f"{scheme}://{netloc}{path}"
+
+
+def _flatten(routes: Sequence[Any]) -> list[Any]:
+    """The app's matchable routes, as the official instrumentation flattens them (FastAPI
+    >= 0.137 nests included routers)."""
+    try:
+        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.137.2
+    except ImportError:
+        pass
+    else:
+        return list(iter_route_contexts(routes))
+    out: list[Any] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        out.extend(contexts() if contexts is not None else (route,))
+    return out
+
+
+def _match(routes: Sequence[Any], scope: Scope) -> str | None:
+    """The template of the route the router will take for ``scope`` (mount prefixes
+    included), the official instrumentation's rule: the first full match, else the last
+    partial one (a 405)."""
+    from starlette.routing import Match
+
+    found: str | None = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match == Match.NONE:
+            continue
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):  # a Host route: no template of its own
+            path = str(scope.get("path") or "/")
+        inner_routes = getattr(route, "routes", None)
+        if match == Match.FULL and inner_routes:  # a Mount: the template inside it
+            inner = _match(_flatten(inner_routes), {**scope, **child})
+            return path + (inner if inner is not None else "/{path}")
+        if match == Match.FULL:
+            return path
+        found = path
+    return found
+
+
+def _default_sampler_description(tracer: Any) -> bool:
+    from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
+    sampler = getattr(tracer, "sampler", None)
+    try:
+        description = sampler.get_description()  # type: ignore[union-attr]
+        return sampler is not None and bool(description == DEFAULT_ON.get_description())  # type: ignore[no-untyped-call]
+    except Exception:
+        return False
+
+
+class ServerTelemetry:
+    """Per-process state of the HTTP server instrumentation (tracer, histogram, caches)."""
+
+    def __init__(self, tracer: Tracer, meter: Meter, options: ServerOptions | None = None) -> None:
         self.tracer = tracer
-        # SDK-compatible spans at a fraction of the SDK span's cost (_lean_trace); None
-        # with a tracer it cannot mirror, and then the tracer itself is used.
-        self._lean = lean_tracer(tracer)
-        # Pre-aggregated in place and merged into the SDK's collections (_lean_metrics);
-        # the SDK instrument where that would not be equivalent (views, delta readers).
-        self._lean_duration = LeanHistogram.create(
+        self.options = options or ServerOptions()
+        # Lean span and histogram where the fast path is on (_fast), else the SDK's.
+        self._lean = _fast.tracer(tracer)
+        self._lean_duration = _fast.histogram(
             meter, DURATION_METRIC, "s", _DURATION_DESCRIPTION, DURATION_BUCKETS
         )
         self.duration: Histogram | None = None
@@ -194,15 +296,11 @@ class ServerTelemetry:
         self._var = current_var()
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
-        # begin(scope, send) -> exchange, the send the app gets; end(exchange, exc): the
-        # request's start and finish (what handle() does around the app), in C where the
-        # extension was built.
-        self.begin: Callable[[Scope, Send], Send] = self._begin_py
-        self.end: Callable[[Any, BaseException | None], None] = self._end_py
-        self.c_path: Any = self._c_request_path() if speedups else None
-        if self.c_path is not None:
-            self.begin = self.c_path.begin
-            self.end = self.c_path.end
+        # Whether the provider's sampler is the SDK default (parentbased_always_on), which
+        # starts a span with exactly the attributes it was given (public description only).
+        self._plain_sampler = _default_sampler_description(tracer)
+        opts = self.options
+        self._observed = bool(opts.response_hook or opts.response_headers)
 
     # -- helpers (all called under a guard) ---------------------------------
 
@@ -218,84 +316,12 @@ class ServerTelemetry:
             self._textmap = textmap
         return self._fields
 
-    def _extract(self, items: list[tuple[bytes, bytes]]) -> tuple[Context, SpanContext | None]:
-        """(context, its span's SpanContext or None) from a request's propagation headers."""
+    def _extract(self, items: list[tuple[bytes, bytes]]) -> Context:
+        """The context carried by a request's propagation headers."""
         carrier = _Carrier()
         for name, value in items:
             carrier.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
-        context = propagate.extract(carrier, context=_ROOT_CONTEXT)
-        return context, (trace.get_current_span(context).get_span_context() if context else None)
-
-    def _c_request_path(self) -> Any:
-        """``_asgi_speedups.RequestPath`` for this telemetry; None where it is not built or
-        would not be equivalent (no lean tracer, a custom runtime context or sampler, ids
-        not from ``random``, a span attribute length limit)."""
-        lean = self._lean
-        if (
-            lean is None
-            or self._var is None
-            or not lean._default_sampler
-            or not lean._random_ids
-            or lean.max_attribute_length is not None
-        ):
-            return None
-        try:
-            from .. import _asgi_speedups
-        except ImportError:
-            return None
-        hist = self._lean_duration
-        return _asgi_speedups.RequestPath(
-            py_start=self._start,
-            py_finish=self._finish,
-            server=self._server,
-            refresh_fields=self._propagation_fields,
-            extract=self._extract,
-            span_name=self._span_name,
-            metric_attributes=self._metric_attributes,
-            set_span_in_context=trace.set_span_in_context,
-            hosts=self._hosts,
-            names=self._names,
-            metric_attrs=self._metric_attrs,
-            lean=lean,
-            sdk_tracer=lean.sdk_tracer,
-            processor=lean.processor,
-            direct_for=lean.direct_for,
-            scope=lean.scope,
-            var=self._var,
-            otlp=lean.otlp,
-            status_unset=lean.status_unset,
-            span_context_type=SpanContext,
-            lean_span_type=LeanSpan,
-            context_type=Context,
-            root_context=_ROOT_CONTEXT,
-            span_key=SPAN_KEY,
-            default_trace_state=DEFAULT_TRACE_STATE,
-            flags_random=_FLAGS[True, True],  # sampled, with a random trace id
-            flags_parent=_FLAGS[True, False],  # sampled, the parent's id not random
-            kind_server=SpanKind.SERVER,
-            kind_value=SpanKind.SERVER.value,
-            known_methods=_KNOWN_METHODS,
-            propagate_dict=vars(propagate),
-            textmap=None,
-            fields=frozenset(),
-            getrandbits=random.getrandbits,
-            time_ns=time.time_ns,
-            perf_counter=time.perf_counter,
-            bits64=64,
-            bits128=128,
-            hist=hist,
-            duration=self.duration,
-            py_begin=self._begin_py,
-            py_end=self._end_py,
-            final_send=self._final_send,
-            isolates=self._isolates_final_send,
-            isolating=self._isolating,
-            scope_key=SCOPE_KEY,
-            max_attributes=lean.max_attributes,
-            bounds=hist._bounds if hist is not None else (),
-            always_exemplar=hist is not None and hist._always_exemplar,
-            trace_exemplar=hist is not None and hist._trace_exemplar,
-        )
+        return propagate.extract(carrier, context=_ROOT_CONTEXT)
 
     def _server(
         self, host: bytes | None, scope: Scope, scheme: str
@@ -344,6 +370,34 @@ class ServerTelemetry:
                 self._names[key] = name
         return name
 
+    def _route(self, app: Any, scope: Scope) -> str | None:
+        """The template of the route ``app`` will run for ``scope``, before it runs.
+
+        Matching depends only on the scope's type, path and method unless the app routes
+        by host: then it is matched per request, else cached per app (bounded)."""
+        routes = getattr(app, "routes", None)
+        if not routes:
+            return None
+        entry = app.__dict__.get(_ROUTES_ATTR)
+        if entry is None or entry[0] is not routes or entry[1] != len(routes):
+            flat = _flatten(routes)
+            cacheable = not any(type(r).__name__ == "Host" for r in flat)
+            entry = (routes, len(routes), cacheable, {}, flat)
+            app.__dict__[_ROUTES_ATTR] = entry
+        cache = entry[3]
+        key = (scope["type"], scope.get("root_path"), scope.get("path"), scope.get("method"))
+        hit = cache.get(key, _MISS)
+        if hit is _MISS:
+            hit = _match(entry[4], scope)
+            if entry[2] and len(cache) < _CACHE_LIMIT:
+                cache[key] = hit
+        return hit  # type: ignore[no-any-return]
+
+    def _sdk_start(
+        self, name: str, parent: Context, kind: SpanKind, attributes: dict[str, Any]
+    ) -> Any:
+        return self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
     def _isolates_final_send(self, send: Send) -> bool:
         """Whether ``send`` is uvicorn's, whose last-chunk call only schedules server bookkeeping
         (the keep-alive timer that would keep the request's context alive; see module doc)."""
@@ -361,11 +415,14 @@ class ServerTelemetry:
 
     # -- request lifecycle ----------------------------------------------------
 
-    def _start(self, scope: Scope) -> _Started:
-        """Start and attach the server span; returns what ``_finish`` needs."""
-        raw_method = scope.get("method") or ""
+    def begin(self, scope: Scope, send: Send, app: Any = None) -> _Exchange | None:
+        """Start and attach the request's span; the ``send`` the app gets, or None when the
+        request is not traced (an excluded URL). ``app``: whose routes name the span."""
+        scope[SCOPE_KEY] = True
+        websocket = scope["type"] == "websocket"
+        raw_method = "GET" if websocket else (scope.get("method") or "")
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
-        scheme = scope.get("scheme") or "http"
+        scheme = scope.get("scheme") or ("ws" if websocket else "http")
         fields = self._propagation_fields()
         host = user_agent = None
         items: list[tuple[bytes, bytes]] | None = None
@@ -379,15 +436,23 @@ class ServerTelemetry:
                 if items is None:
                     items = []
                 items.append(row)
-        parent = _ROOT_CONTEXT if items is None else self._extract(items)[0]
+        options = self.options
+        if options.excluded_urls is not None and options.excluded_urls.url_disabled(
+            _full_url(scope, host)
+        ):
+            return None
+        route = self._route(app, scope) if app is not None else None
+        parent = _ROOT_CONTEXT if items is None else self._extract(items)
         address, port = self._server(host, scope, scheme)
-        attributes: dict[str, Any] = {
-            HTTP_REQUEST_METHOD: method,
-            URL_SCHEME: scheme,
-            URL_PATH: scope.get("path") or "/",
-        }
-        if method == "_OTHER":
-            attributes[HTTP_REQUEST_METHOD_ORIGINAL] = raw_method
+        attributes: dict[str, Any] = {}
+        if not websocket:
+            attributes[HTTP_REQUEST_METHOD] = method
+            if method == "_OTHER":
+                attributes[HTTP_REQUEST_METHOD_ORIGINAL] = raw_method
+        attributes[URL_SCHEME] = scheme
+        attributes[URL_PATH] = scope.get("path") or "/"
+        if route is not None:
+            attributes[HTTP_ROUTE] = route
         if address:
             attributes[SERVER_ADDRESS] = address
             if port is not None:
@@ -400,14 +465,30 @@ class ServerTelemetry:
         client = scope.get("client")
         if client and client[0]:
             attributes[CLIENT_ADDRESS] = client[0]
-        span_method = "HTTP" if method == "_OTHER" else method
-        lean = self._lean
-        if lean is not None:
-            span = lean.start_span(span_method, parent, SpanKind.SERVER, attributes)
-        else:
-            span = self.tracer.start_span(
-                span_method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        if options.request_headers:
+            attributes.update(
+                _header_attributes(
+                    scope.get("headers"), options.request_headers, options.sanitize, True
+                )
             )
+        span_method = "HTTP" if method == "_OTHER" else method
+        if websocket:
+            name = route or "websocket"  # never the raw path (cardinality)
+        else:
+            name = span_method if route is None else self._span_name(span_method, route)
+        lean = self._lean
+        if self._plain_sampler:  # the span keeps exactly these attributes
+            if lean is not None:
+                span = lean.start_span(name, parent, SpanKind.SERVER, attributes)
+            else:
+                span = self._sdk_start(name, parent, SpanKind.SERVER, attributes)
+        else:
+            start = lean.start_span if lean is not None else self._sdk_start
+            span = start(name, parent, SpanKind.SERVER, dict(attributes))
+            # A sampler may return other attributes than it was given (the span then starts
+            # with those, the SDK's rule): set ours again, as the official instrumentation does.
+            if span.is_recording():
+                span.set_attributes(attributes)
         context = span_context_with(span, parent)
         var = self._var
         if var is not None:
@@ -416,67 +497,64 @@ class ServerTelemetry:
         else:
             outer = otel_context.get_current()
             token = otel_context.attach(context)
-        return span, token, time.perf_counter(), method, span_method, scheme, outer
+        if options.request_hook is not None and span.is_recording():
+            _call_hook(options.request_hook, span, scope)
+        exchange_type = _ObservedExchange if self._observed else _Exchange
+        return exchange_type(
+            self,
+            scope,
+            (span, token, time.perf_counter(), method, name, scheme, route, websocket),
+            send,
+            outer if self._isolates_final_send(send) else None,
+        )
 
-    def _finish(
-        self,
-        scope: Scope,
-        started: _Started,
-        root_path: str,
-        status: int,
-        exc: BaseException | None,
-        completed: tuple[float, int] | None = None,
-    ) -> None:
+    def end(self, exchange: _Exchange, exc: BaseException | None) -> None:
         """End the span and record the duration.
 
         Both stop when the response's last body chunk was sent (``completed``), not
         when the app returns: background tasks run after that and must not count as
         request latency. Without a complete response, they stop now.
         """
-        span, token, t0, method, span_method, scheme, _ = started
+        span, token, t0, method, name, scheme, route, websocket = exchange.started
+        completed = exchange.completed
         try:
             if completed is None:
                 elapsed, end_ns = time.perf_counter() - t0, None
             else:
                 elapsed, end_ns = completed[0] - t0, completed[1]
-            route = _route_template(scope, root_path)
+            status = exchange.status
             error: str | None = None
             if exc is not None:
                 error = _error_type(exc)
             elif status >= 500:
                 error = str(status)
-            if error is None and type(span) is LeanSpan:  # the common case, in one call
-                span.set_name_and_scalars(
-                    None if route is None else self._span_name(span_method, route),
-                    HTTP_ROUTE,
-                    route,
-                    HTTP_RESPONSE_STATUS_CODE,
-                    status or None,
-                )
-            elif span.is_recording():
-                if route is not None:
-                    span.update_name(self._span_name(span_method, route))
+            if route is None:  # not known at start (a plain ASGI app): the router's, now
+                route = _route_template(exchange.scope, exchange.root_path)
+                if route is not None and span.is_recording():
                     span.set_attribute(HTTP_ROUTE, route)
-                if status:
-                    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
-                if error is not None:
-                    span.set_attribute(ERROR_TYPE, error)
-                    if exc is not None:
-                        span.record_exception(exc)
-                        # The server logs this exception after our span has ended; let the
-                        # log record factory find the request's trace on the exception.
-                        with contextlib.suppress(Exception):
-                            setattr(exc, EXCEPTION_SPAN_ATTR, span.get_span_context())
-                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                    else:
-                        span.set_status(Status(StatusCode.ERROR))
-            # Recorded while the span is current: exemplars point at this request.
-            key = (method, route, status, scheme, error)
-            lean = self._lean_duration
-            if lean is not None:
-                lean.record(elapsed, key, self._metric_attributes(key), span.get_span_context())
-            elif self.duration is not None:
-                self.duration.record(elapsed, self._metric_attributes(key))
+                    if getattr(span, "name", None) == name:  # not renamed by the app
+                        span.update_name(route if websocket else self._span_name(name, route))
+            if status and span.is_recording():
+                span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+            if error is not None and span.is_recording():
+                span.set_attribute(ERROR_TYPE, error)
+                if exc is not None:
+                    span.record_exception(exc)
+                    # The server logs this exception after our span has ended; let the
+                    # log record factory find the request's trace on the exception.
+                    with contextlib.suppress(Exception):
+                        setattr(exc, EXCEPTION_SPAN_ATTR, span.get_span_context())
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                else:
+                    span.set_status(Status(StatusCode.ERROR))
+            if not websocket:
+                # Recorded while the span is current: exemplars point at this request.
+                key = (method, route, status, scheme, error)
+                lean = self._lean_duration
+                if lean is not None:
+                    lean.record(elapsed, key, self._metric_attributes(key), span.get_span_context())
+                elif self.duration is not None:
+                    self.duration.record(elapsed, self._metric_attributes(key))
             span.end(end_time=end_ns)
         finally:
             if self._var is not None:
@@ -484,25 +562,7 @@ class ServerTelemetry:
             else:
                 otel_context.detach(token)
 
-    def _begin_py(self, scope: Scope, send: Send) -> _Exchange:
-        """Mark the scope as traced, start the span and wrap ``send`` (see :class:`_Exchange`)."""
-        scope[SCOPE_KEY] = True
-        root_path = scope.get("root_path") or ""
-        started = self._start(scope)
-        outer = started[6] if self._isolates_final_send(send) else None
-        return _Exchange(scope, started, root_path, send, outer, self._final_send)
-
-    def _end_py(self, exchange: _Exchange, exc: BaseException | None) -> None:
-        self._finish(
-            exchange.scope,
-            exchange.started,
-            exchange.root_path,
-            exchange.status,
-            exc,
-            exchange.completed,
-        )
-
-    async def _final_send(self, exchange: _Exchange, message: Message) -> None:
+    async def final_send(self, exchange: _Exchange, message: Message) -> None:
         """The last body chunk: sent (outside the span for uvicorn, see module doc), then timed."""
         outer, var = exchange.outer, self._var
         if outer is not None and var is not None:
@@ -515,12 +575,17 @@ class ServerTelemetry:
             await exchange.send(message)
         exchange.completed = (time.perf_counter(), time.time_ns())
 
-    async def handle(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run ``app`` for one HTTP request inside its server span."""
+    async def handle(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, routes: Any = None
+    ) -> None:
+        """Run ``app`` for one request inside its server span (``routes``: the app whose
+        routes name the span before it runs)."""
         try:
-            exchange = self.begin(scope, send)
+            exchange = self.begin(scope, send, routes)
         except Exception:
             report_internal_error("fastapi: starting the request span")
+            exchange = None
+        if exchange is None:
             await app(scope, receive, send)
             return
         exc: BaseException | None = None
@@ -536,34 +601,41 @@ class ServerTelemetry:
                 report_internal_error("fastapi: ending the request span")
 
 
+def _call_hook(hook: Callable[..., None], *args: Any) -> None:
+    """A user hook: its exception is reported once and never reaches the request."""
+    try:
+        hook(*args)
+    except Exception:
+        report_internal_error("a server request/response hook (init(server_*_hook=...))")
+
+
 class _Exchange:
-    """One traced request: the ``send`` the application gets, and what ``_finish`` needs.
+    """One traced request: the ``send`` the application gets, and what ``end`` needs.
 
     Called with a message, it notes the response status and returns the server's own
     awaitable (it is not a coroutine function), except for the last body chunk, which goes
     to ``final_send`` to time the end of the response. The span stays current while the
-    server's ``send`` runs, so access lines written there are correlated. (The C path's
-    ``_asgi_speedups.Exchange`` is the same, in C.)
+    server's ``send`` runs, so access lines written there are correlated.
     """
 
-    __slots__ = ("completed", "final_send", "outer", "root_path", "scope", "send", "started",
-                 "status")  # fmt: skip
+    __slots__ = ("completed", "outer", "root_path", "scope", "send", "started", "status",
+                 "telemetry")  # fmt: skip
 
     def __init__(
         self,
+        telemetry: ServerTelemetry,
         scope: Scope,
-        started: _Started,
-        root_path: str,
+        started: tuple[Any, ...],
         send: Send,
         outer: Context | None,
-        final_send: Callable[[Any, Message], Awaitable[None]],
     ) -> None:
+        self.telemetry = telemetry
         self.scope = scope
+        # (span, token, t0, method, name at start, scheme, route at start, websocket)
         self.started = started
-        self.root_path = root_path
+        self.root_path = scope.get("root_path") or ""
         self.send = send
         self.outer = outer
-        self.final_send = final_send
         self.status = 0
         self.completed: tuple[float, int] | None = None  # (perf_counter, time_ns), last byte
 
@@ -572,8 +644,35 @@ class _Exchange:
         if kind == "http.response.start":
             self.status = message.get("status") or 0
         elif kind == "http.response.body" and not message.get("more_body", False):
-            return self.final_send(self, message)
+            return self.telemetry.final_send(self, message)
         return self.send(message)
+
+
+class _ObservedExchange(_Exchange):
+    """An exchange that also captures response headers and calls the response hook."""
+
+    __slots__ = ()
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            span = self.started[0]
+            if span.is_recording():
+                options = self.telemetry.options
+                try:
+                    if options.response_headers:
+                        span.set_attributes(
+                            _header_attributes(
+                                message.get("headers"),
+                                options.response_headers,
+                                options.sanitize,
+                                False,
+                            )
+                        )
+                except Exception:
+                    report_internal_error("capturing response headers")
+                if options.response_hook is not None:
+                    _call_hook(options.response_hook, span, self.scope, message)
+        return super().__call__(message)
 
 
 def _route_template(scope: Scope, root_path: str) -> str | None:
@@ -601,7 +700,7 @@ class LeanASGIMiddleware:
         self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or SCOPE_KEY in scope:
+        if scope.get("type") not in _TRACED or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
         await self.telemetry.handle(self.app, scope, receive, send)

@@ -7,7 +7,8 @@ wrapper: binding a wrapt ``FunctionWrapper`` to the app and packing the call's
 arguments cost ~0.8 µs per request in a micro-benchmark (a few times that in a
 real worker). Per request it decides, cheaply, whether this layer should trace:
 
-* not for lifespan/websocket scopes, nor for a request an outer layer already
+* not for lifespan scopes (websockets are traced: one span per connection), nor for a
+  request an outer layer already
   traces (a FastAPI app mounted inside another one);
 * not for an app the official ``FastAPIInstrumentor`` instrumented
   (``app._is_instrumented_by_opentelemetry``): that app already has a server span;
@@ -37,15 +38,17 @@ from typing import Any
 
 import wrapt
 
+from .._otel_private import instrumented_by_official
 from .._safety import log_once, report_internal_error
 from . import InstrumentationContext
-from ._asgi import SCOPE_KEY, ServerTelemetry
+from ._asgi import SCOPE_KEY, ServerOptions, ServerTelemetry
 
 __all__ = ["IMPLEMENTATIONS", "LIBRARY", "instrument", "uninstrument"]
 
 LIBRARY = "fastapi"
 IMPLEMENTATIONS = ("lean", "official", "native")
 _SCOPE = "platform_otel.instrumentation.fastapi"
+_TRACED = frozenset({"http", "websocket"})
 _NATIVE_KEY = "fastapi.telemetry"  # FastAPI's native telemetry skips requests carrying this key
 _DECISION_ATTR = "_platform_otel_native"  # cached per app: owner configured native telemetry
 
@@ -81,13 +84,13 @@ def _lean_hook(original: Any) -> Any:
         try:
             if not (
                 telemetry is None
-                or scope.get("type") != "http"
+                or scope.get("type") not in _TRACED
                 or SCOPE_KEY in scope
-                or getattr(self, "_is_instrumented_by_opentelemetry", False)
+                or instrumented_by_official(self)
                 or _explicit_native(self)
             ):
                 scope[_NATIVE_KEY] = None  # one server span: ours replaces FastAPI's native one
-                exchange = telemetry.begin(scope, send)
+                exchange = telemetry.begin(scope, send, self)
         except Exception:
             report_internal_error("fastapi: starting the request span")
         if exchange is None or telemetry is None:
@@ -112,7 +115,7 @@ def _lean_hook(original: Any) -> Any:
 def _official_call(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    if _mode == "official" and not getattr(instance, "_is_instrumented_by_opentelemetry", False):
+    if _mode == "official" and not instrumented_by_official(instance):
         try:
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -129,7 +132,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     global _mode, _telemetry, _official_kwargs
     if _mode is not None:
         return None
-    impl = str(getattr(ctx.settings, "fastapi_impl", "lean") or "lean").strip().lower()
+    impl = str(ctx.settings.fastapi_impl or "lean").strip().lower()
     if impl not in IMPLEMENTATIONS:
         log_once(
             f"fastapi_impl:{impl}",
@@ -153,14 +156,16 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             "meter_provider": ctx.meter_provider,
             "exclude_spans": ["receive", "send"],
         }
+        if ctx.settings.http_excluded_urls:  # read at its import otherwise, not at init()
+            _official_kwargs["excluded_urls"] = ",".join(ctx.settings.http_excluded_urls)
+        if ctx.settings.server_request_hook is not None:
+            _official_kwargs["server_request_hook"] = ctx.settings.server_request_hook
         wrapt.wrap_function_wrapper(fastapi.FastAPI, "__call__", _official_call)
         _mode = impl
         return None
     tracer = ctx.tracer_provider.get_tracer(_SCOPE)
     meter = ctx.meter_provider.get_meter(_SCOPE)
-    # PLATFORM_OTEL_OTLP_ENCODER=python: no C at all (what an install without a compiler runs)
-    speedups = getattr(ctx.settings, "otlp_encoder", "fast") != "python"
-    _telemetry = ServerTelemetry(tracer, meter, speedups=speedups)
+    _telemetry = ServerTelemetry(tracer, meter, ServerOptions.from_settings(ctx.settings))
     fastapi.FastAPI.__call__ = _lean_hook(fastapi.FastAPI.__call__)  # type: ignore[method-assign]
     _mode = impl
     return None

@@ -1,5 +1,5 @@
 /*
- * platform_otel._speedups: the OTLP wire encoding of one common span, in C.
+ * platform_otel._fast._encode: the OTLP wire encoding of one common span, in C.
  *
  * Why: encoding a server span in Python (_otlp_fast._lean_span) builds a few dozen
  * small bytes objects per span. In a one-worker uvicorn server under load that was
@@ -338,12 +338,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "platform_otel._speedups",
-    "Optional C encoder for platform_otel._otlp_fast (see _speedups.c).", -1, methods,
+    PyModuleDef_HEAD_INIT, "platform_otel._fast._encode",
+    "Optional C encoder for platform_otel._fast.otlp (see _encode.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) {
+PyMODINIT_FUNC PyInit__encode(void) {
     PyObject *span_module = PyImport_ImportModule("opentelemetry.trace.span");
     if (span_module != NULL) {
         default_trace_state = PyObject_GetAttrString(span_module, "DEFAULT_TRACE_STATE");

@@ -48,7 +48,7 @@ _CACHE_LIMIT = 8192
 def _load_c_encoder() -> Any:
     """``_speedups.span_message`` when the optional C extension was built, else None."""
     try:
-        from . import _speedups
+        from . import _encode as _speedups
     except ImportError:
         return None
     return _speedups.span_message

@@ -55,9 +55,11 @@ _logger = logging.getLogger(__name__)
 
 _UNSET = Status(StatusCode.UNSET)
 # (sampled, random trace id) -> flags; built once, the SDK builds a TraceFlags per span
+# (API < 1.41 has no random-trace-id flag: the SDK there never sets it, nor do we.)
+_RANDOM_FLAG: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _FLAGS = {
     (sampled, random_id): TraceFlags(
-        (TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+        (TraceFlags.SAMPLED if sampled else 0) | (_RANDOM_FLAG if random_id else 0)
     )
     for sampled in (False, True)
     for random_id in (False, True)
@@ -69,13 +71,12 @@ _DEFAULT_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
 
 
 def _clean(key: str, value: Any, max_len: int | None) -> Any:
-    """The SDK's attribute validation (sequences, bytes, invalid types); None to drop."""
-    from opentelemetry import attributes
+    """The SDK's attribute validation (sequences, bytes, invalid types); None to drop.
 
-    clean_value = getattr(attributes, "_clean_attribute_value", None)  # API >= 1.4x
-    if clean_value is not None:
-        return clean_value(value, max_len)
-    return attributes._clean_attribute(key, value, max_len)  # type: ignore[attr-defined]
+    Through the public ``BoundedAttributes``, which applies exactly that validation."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    return BoundedAttributes(None, {key: value}, max_value_len=max_len).get(key)
 
 
 class LeanSpan(trace_api.Span, ReadableSpan):
@@ -353,10 +354,12 @@ class LeanTracer:
         self.max_value_length = limits.max_attribute_length
         self.max_link_attributes = limits.max_link_attributes
         self._default_sampler = _is_default_sampler(self.sampler)
+        #: True when the span keeps exactly the attributes it starts with (no sampler call).
+        self.default_sampler = self._default_sampler
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
-        from . import _otlp_fast
-        from ._exporters import encode_at_end
-        from ._otlp_fast import encode_lean_span, pair_head
+        from . import otlp as _otlp_fast
+        from .otlp import encode_lean_span, pair_head
+        from .queue import encode_at_end
 
         self.encode_at_end = encode_at_end
         self.encode = encode_lean_span
@@ -420,12 +423,13 @@ class LeanTracer:
             trace_state = result.trace_state
             if not result.decision.is_recording():
                 sampled = None
-            if result.attributes:
-                attributes = {**result.attributes, **attributes}
+            # The SDK's rule: the span starts with the attributes the sampler returned
+            # (the built-in samplers return the ones they were given).
+            attributes = dict(result.attributes) if result.attributes else {}
         if parent is None:
-            random_trace = self._random_ids or self.id_generator.is_trace_id_random()
+            random_trace = self._random_ids or _is_random(self.id_generator)
         else:
-            random_trace = parent.trace_flags.random_trace_id
+            random_trace = bool(parent.trace_flags & _RANDOM_FLAG)
         flags = _FLAGS[bool(sampled), bool(random_trace)]  # None (dropped) is not sampled
         span_id = (
             (_getrandbits(64) or _random_id(64))
@@ -471,7 +475,7 @@ class LeanTracer:
 
 def _direct_queue(processor: Any) -> tuple[Any, Any]:
     """(processors tuple, batch queue) when the only span processor encodes at end, else (None, None)."""
-    from ._exporters import EncodingBatchSpanProcessor
+    from .queue import EncodingBatchSpanProcessor
 
     processors = getattr(processor, "_span_processors", None)
     if (
@@ -530,3 +534,9 @@ def lean_tracer(tracer: Any) -> LeanTracer | None:
     except Exception:  # an SDK whose internals moved: the ordinary tracer still works
         _logger.debug("lean tracer unavailable", exc_info=True)
         return None
+
+
+def _is_random(id_generator: Any) -> bool:
+    """``IdGenerator.is_trace_id_random()`` where the API has it (>= 1.41), else False."""
+    is_random = getattr(id_generator, "is_trace_id_random", None)
+    return bool(is_random()) if is_random is not None else False

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._exporters import queue_emitter
+from .queue import queue_emitter
 
 __all__ = ["LeanLogEmitter"]
 
@@ -40,7 +40,7 @@ class LeanLogEmitter:
         from opentelemetry.context import Context
         from opentelemetry.sdk._logs import ReadableLogRecord
 
-        from ._otlp_fast import encode_log_record
+        from .otlp import encode_log_record
 
         self._encode = encode_log_record
         self._provider = provider

@@ -28,7 +28,6 @@ cardinality limit (2000) go to the ``otel.metric.overflow=true`` point.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from bisect import bisect_left
@@ -57,6 +56,21 @@ class _Point:
         self.min = float("inf")
         self.max = float("-inf")
         self.start = time_ns()
+
+
+_live: weakref.WeakSet[LeanHistogram] = weakref.WeakSet()
+
+
+def after_fork_in_child() -> None:
+    """A forked child starts every lean histogram empty (the SDK does the same for its own)."""
+    for histogram in list(_live):
+        histogram._reset()
+
+
+def hook_reader(reader: Any) -> None:
+    """Make every live lean histogram part of ``reader``'s collections (a reader added late)."""
+    for histogram in list(_live):
+        histogram._hook(reader)
 
 
 class LeanHistogram:
@@ -104,15 +118,7 @@ class LeanHistogram:
         self._last_collect: dict[int, int] = {}  # id(reader) -> time of its last collection
         for reader in readers:
             self._hook(reader)
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_in_child() -> None:
-                histogram = ref()
-                if histogram is not None:
-                    histogram._reset()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        _live.add(self)
 
     @classmethod
     def create(
@@ -217,7 +223,7 @@ class LeanHistogram:
             try:
                 return histogram._merge(metric_reader, data)
             except Exception:
-                from ._safety import report_internal_error
+                from .._safety import report_internal_error
 
                 report_internal_error(f"metrics: collecting {histogram.name}")
                 return data
