@@ -281,6 +281,7 @@ def test_dashboards_are_provisioned_into_layer_folders() -> None:
     assert by_title["Cluster Overview"] == "Overview"
     assert by_title["Service Performance"] == "Services"
     assert by_title["Pipeline Throughput & Processing Health"] == "Pipelines"
+    assert by_title["GPU health & Ollama inference"] == "Inference"
 
 
 def test_dashboard_links_point_at_shipped_dashboards() -> None:

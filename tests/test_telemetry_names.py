@@ -221,3 +221,21 @@ def test_span_name_patterns_match_only_names_with_the_parts_substituted() -> Non
     assert_documented(["{http.request.method} {http.route}", "http.route"])
     with pytest.raises(AssertionError, match="GET /items"):
         assert_documented(["GET /items"])
+
+
+def test_gpu_section_lists_exactly_the_names_the_gpu_code_pins() -> None:
+    """docs/telemetry.md "GPU" lists every name gpu.py pins and nothing else; and the /api/ps gauges."""
+    from platform_otel.instrumentation import gpu
+
+    pinned = {
+        value
+        for key, value in vars(gpu).items()
+        if key.isupper() and isinstance(value, str) and _NAME.fullmatch(value) and "." in value
+    }
+    assert {"hw.gpu.utilization", "hw.id", "gpu.utilization.mean"} <= pinned
+    section, residency = _section("GPU").split("\n### Ollama residency", 1)
+    documented = set(_first_column_names(section))
+    assert pinned - documented == set(), f"pinned but not documented: {sorted(pinned - documented)}"
+    assert documented - pinned == set(), f"documented, never emitted: {sorted(documented - pinned)}"
+    gauges = {"ollama.model.vram.ratio", "ollama.model.size", "ollama.model.vram.size", "ollama.up"}
+    assert gauges <= set(_first_column_names(residency))

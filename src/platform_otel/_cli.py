@@ -7,6 +7,10 @@ CMD (children too, since they inherit the environment) calls ``init()`` at start
 ``platform-otel doctor`` prints the effective configuration, every integration's
 state, and whether each OTLP endpoint accepts connections. It exits 1 when an
 endpoint is unreachable or the configuration has problems, so scripts can use it.
+
+``platform-otel monitor`` runs until SIGTERM/SIGINT, exporting the GPU metrics and
+Ollama's ``/api/ps`` residency and up/down over OTLP, for hosts whose Ollama
+clients are not Python (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def _reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
         return False, f"{host}:{port} unreachable ({exc.strerror or exc})"
 
 
+def _probe_gpu(state: str) -> str:
+    """What the gpu integration would find: NVML's devices, or why it would be off."""
+    try:
+        import pynvml
+
+        from .instrumentation.gpu import Sampler
+
+        sampler = Sampler(pynvml)
+        reason = sampler.open()
+        if reason:
+            return f"inactive: {reason}"
+        found = ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+        loaded = f"; NVML loaded from {sampler.loaded_from}" if sampler.loaded_from else ""
+        sampler.stop()
+        return f"{state}; {len(sampler.devices)} device(s): {found}{loaded}"
+    except Exception as exc:
+        return f"{state}; NVML probe failed: {exc!r}"
+
+
 def _doctor(as_json: bool) -> int:
     from ._config import load_settings
     from .instrumentation import REGISTRY
@@ -85,6 +108,8 @@ def _doctor(as_json: bool) -> int:
             except Exception:
                 pass
             state = f"will be enabled ({library}{version} installed)"
+            if name == "gpu":
+                state = _probe_gpu(state)
         integrations.append({"name": name, "state": state})
     endpoints = []
     healthy = not settings.problems
@@ -143,6 +168,92 @@ def _doctor(as_json: bool) -> int:
     return 0 if healthy else 1
 
 
+def _ollama_url(given: str | None) -> str:
+    """``--ollama``, else ``OLLAMA_HOST``, read the way the ``ollama`` client reads it.
+
+    ``host`` and ``host:port`` mean http on port 11434 by default; a URL with a scheme and
+    no port means port 80 or 443. A listen address (``0.0.0.0``) is connected to locally.
+    """
+    raw = (given or os.environ.get("OLLAMA_HOST") or "").strip()
+    scheme, sep, rest = raw.partition("://")
+    port = 11434
+    if not sep:
+        scheme, rest = "http", raw
+    elif scheme in ("http", "https"):
+        port = 80 if scheme == "http" else 443
+    parsed = urllib.parse.urlsplit(f"{scheme}://{rest}")
+    host = parsed.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = parsed.path.rstrip("/")
+    return f"{scheme}://{host}:{parsed.port or port}{path}"
+
+
+def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int:
+    """GPU metrics and Ollama residency over OTLP until SIGTERM/SIGINT."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    # Installed before init(): its SIGTERM flush handler chains to this one.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if interval is not None:
+        os.environ["PLATFORM_OTEL_GPU_INTERVAL"] = str(interval)
+
+    import platform_otel
+
+    telemetry = platform_otel.init(
+        service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "platform-otel-monitor",
+        instrument=["gpu"],
+    )
+    from .instrumentation import gpu, status
+
+    sampler = gpu.sampler()
+    if sampler is not None:
+        names = ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+        gpu_line = f"{len(sampler.devices)} device(s) every {sampler.interval:g} s: {names}"
+    else:
+        gpu_line = f"off ({status('gpu').reason})"
+    poller = None
+    if not no_ollama:
+        try:
+            from ._ollama_ps import ResidencyPoller
+
+            url = _ollama_url(ollama)
+            meter = telemetry.meter_provider.get_meter("platform_otel.ollama")
+            poller = ResidencyPoller(url, meter, interval_s=max(interval or 5.0, 1.0))
+            poller.start()
+            ollama_line = f"{url}/api/ps every {poller.interval_s:g} s"
+        except Exception as exc:
+            ollama_line = f"off ({exc!r})"
+    else:
+        ollama_line = "off (--no-ollama)"
+    settings = telemetry.settings
+    print(
+        f"platform-otel monitor: GPU {gpu_line}; Ollama {ollama_line}; "
+        f"metrics to {settings.metrics.endpoint} every {settings.metric_export_interval:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    if sampler is None and poller is None:
+        print("platform-otel monitor: nothing to monitor", file=sys.stderr)
+        platform_otel.shutdown()
+        return 2
+    while not stop.wait(1.0):
+        pass
+    if poller is not None:
+        poller.stop()
+    platform_otel.shutdown()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="platform-otel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -150,7 +261,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     doctor = sub.add_parser("doctor", help="print configuration, integrations and endpoint health")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    monitor = sub.add_parser(
+        "monitor", help="export GPU metrics and Ollama /api/ps residency until stopped"
+    )
+    monitor.add_argument(
+        "--ollama", help="Ollama base URL (default: $OLLAMA_HOST, else http://127.0.0.1:11434)"
+    )
+    monitor.add_argument("--no-ollama", action="store_true", help="GPU metrics only")
+    monitor.add_argument(
+        "--interval",
+        type=float,
+        help="GPU sampling interval in seconds (default: $PLATFORM_OTEL_GPU_INTERVAL, else 1); "
+        "/api/ps is polled every max(interval, 1) s, 5 s by default",
+    )
     args = parser.parse_args(argv)
+    if args.cmd == "monitor":
+        return _monitor(args.ollama, args.no_ollama, args.interval)
     if args.cmd == "run":
         command = list(args.command)
         if command and command[0] == "--":

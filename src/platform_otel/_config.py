@@ -138,6 +138,8 @@ class Settings:
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
+    gpu_interval: float = 1.0  # seconds between GPU samples (PLATFORM_OTEL_GPU_INTERVAL)
+    gpu_device: str | None = None  # hw.id or GPU index (PLATFORM_OTEL_GPU_DEVICE)
     #: HTTP server requests not traced: comma-separated regexes searched in the full URL
     #: (OTEL_PYTHON_FASTAPI_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS), as the official
     #: instrumentation reads them.
@@ -712,6 +714,15 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         sdk_disabled=sdk_disabled,
         strict=strict,
+        gpu_interval=r.number(
+            kwargs.get("gpu_interval"),
+            "gpu_interval",
+            ("PLATFORM_OTEL_GPU_INTERVAL",),
+            1.0,
+            lo=0.05,
+            hi=3600.0,
+        ),
+        gpu_device=(r.raw("PLATFORM_OTEL_GPU_DEVICE") or (None, None))[1],
         http_excluded_urls=_regex_list(
             r, ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
         ),

@@ -110,6 +110,11 @@ print(f"TRACE={ctx.trace_id:032x} SPAN={ctx.span_id:016x} PID={os.getpid()}", fl
 """
 
 
+def _gpu_off_line(line: str) -> bool:
+    """The gpu integration's one INFO line on a host without an NVIDIA driver (docs/gpu.md)."""
+    return " INFO platform_otel: platform-otel: gpu integration disabled: " in line
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_signals_arrive_with_resource_and_correlated_logs(
     protocol: str, request: pytest.FixtureRequest
@@ -151,7 +156,9 @@ def test_signals_arrive_with_resource_and_correlated_logs(
 
     assert {s.scope for s in receiver.spans()} == {"app"}, "spans from the export itself"
     noise = [
-        line for line in result.stderr.splitlines() if line.strip() and "side span" not in line
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "side span" not in line and not _gpu_off_line(line)
     ]
     assert not noise, f"unexpected stderr output:\n{result}"
 
@@ -284,7 +291,11 @@ def test_collector_restart_mid_run(protocol: str, request: pytest.FixtureRequest
     result = holder["r"]
     assert result.rc == 0 and "TICKS=" in result.stdout, str(result)
     _no_traceback(result)
-    ours = [line for line in result.stderr.splitlines() if line.strip() and "tick" not in line]
+    ours = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "tick" not in line and not _gpu_off_line(line)
+    ]
     warnings = [line for line in ours if "cannot export" in line]
     assert len(warnings) == 1, f"expected one warning for the outage:\n{result}"
     noise = [line for line in ours if "cannot export" not in line and " again" not in line]

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
 import sys
 from dataclasses import dataclass, field
+
+# Not `import logging`: the package attribute `logging` becomes our logging submodule once
+# that integration is imported, and `logging.WARNING` then raised AttributeError.
+from logging import WARNING as _WARNING
 from typing import TYPE_CHECKING, Any
 
 from .._safety import log_once, report_internal_error
@@ -127,7 +130,7 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
         if reason:  # an integration may decline, e.g. an unsupported library version
             log_once(
                 f"decline:{name}",
-                logging.WARNING,
+                getattr(module, "DECLINE_LEVEL", _WARNING),
                 "platform-otel: %s integration disabled: %s",
                 name,
                 reason,
@@ -142,9 +145,7 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
 
 def _failed(name: str, exc: Exception) -> IntegrationStatus:
     report_internal_error(f"instrumentation {name}")
-    log_once(
-        f"enable:{name}", logging.WARNING, "platform-otel: %s integration disabled: %r", name, exc
-    )
+    log_once(f"enable:{name}", _WARNING, "platform-otel: %s integration disabled: %r", name, exc)
     _declined[name] = f"failed: {exc!r}"
     return IntegrationStatus(name, False, f"failed: {exc!r}")
 
