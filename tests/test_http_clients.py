@@ -40,12 +40,13 @@ def server() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def fresh_semconv_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once per process; let
-    this test see the choice init() makes, whatever other tests did before."""
+    this test see the value init() makes them see when it is unset ("http":
+    tests/test_sdk_env.py checks that through init()), whatever other tests did before."""
     from opentelemetry.instrumentation._semconv import (
         _OpenTelemetrySemanticConventionStability as Stability,
     )
 
-    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     monkeypatch.setattr(Stability, "_initialized", False)
     yield
     Stability._initialized = False

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,17 +73,22 @@ class Providers:
         self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
-        settings = types.SimpleNamespace(
-            service_name="known-failures",
-            capture_content=False,
-            environment="test",
-            fastapi_impl="lean",
-            log_format="text",
-            log_console="never",
-            log_level="INFO",
+        from platform_otel._config import InitOptions, load_settings
+
+        settings = load_settings(
+            {},
+            InitOptions(
+                service_name="known-failures",
+                capture_content=False,
+                environment="test",
+                fastapi_impl="lean",
+                log_format="text",
+                log_console="never",
+                log_level="info",
+            ),
         )
         self.ctx = InstrumentationContext(
-            settings=settings,  # type: ignore[arg-type]
+            settings=settings,
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
             logger_provider=self.logger_provider,
@@ -444,8 +448,8 @@ def test_http_client_metrics_carry_no_urls(
     from platform_otel.instrumentation import requests as prequests
 
     # Contrib instrumentors read the semconv choice once per process: see the one
-    # instrument() makes, whatever earlier tests chose.
-    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    # init() makes them see when unset ("http"), whatever earlier tests chose.
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     monkeypatch.setattr(Stability, "_initialized", False)
 
     class Ok(BaseHTTPRequestHandler):

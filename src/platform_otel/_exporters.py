@@ -548,9 +548,6 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
         if cfg.headers:
             kwargs["headers"] = dict(cfg.headers)
         if cfg.protocol == "grpc":
-            # gRPC's C core prints INFO lines (e.g. "Got goaway" on every collector restart)
-            # straight to the application's stderr; keep its errors only, unless the user chose.
-            os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
             from grpc import Compression as GrpcCompression
 
             # Always explicit: given none, the exporter re-reads (and chokes on) the variable.

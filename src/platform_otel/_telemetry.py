@@ -30,7 +30,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 
 from . import _exporters
-from ._config import ConfigError, Settings, load_settings
+from ._config import ConfigError, InitOptions, Settings, load_settings
 from ._resource import build_resource, refresh_after_fork
 from ._safety import logger, report_internal_error
 from .instrumentation import InstrumentationContext, IntegrationStatus
@@ -59,7 +59,7 @@ class Telemetry:
         *,
         enabled: bool = True,
         owns_providers: bool = True,
-        init_kwargs: dict[str, Any] | None = None,
+        options: InitOptions | None = None,
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -71,7 +71,7 @@ class Telemetry:
         self.owns_providers = owns_providers
         self.integrations: list[IntegrationStatus] = []
         self.prometheus_address: tuple[str, int] | None = None
-        self._init_kwargs = init_kwargs or {}
+        self._options = InitOptions() if options is None else options
         self._shutdown_done = False
         self._prometheus_server: Any = None
 
@@ -204,7 +204,6 @@ def _install_propagators(settings: Settings) -> None:
     from importlib.metadata import entry_points
 
     propagators: list[Any] = []
-    usable: list[str] = []
     for name in settings.propagators:
         if name == "tracecontext":
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -225,10 +224,9 @@ def _install_propagators(settings: Settings) -> None:
                 )
                 continue
             propagators.append(found[0].load()())
-        usable.append(name)
     # opentelemetry.propagate raises at import on an OTEL_PROPAGATORS entry it cannot load,
-    # which would crash every instrumented library importing it: hand it the usable list.
-    os.environ["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
+    # which would crash every instrumented library importing it: it sees the usable ones
+    # only (platform_otel._sdk_env; the process environment is left as it is).
     from opentelemetry.propagate import set_global_textmap
     from opentelemetry.propagators.composite import CompositePropagator
 
@@ -290,18 +288,19 @@ def _existing_sdk_providers() -> tuple[Any, Any, Any]:
     )
 
 
-def init(**kwargs: Any) -> Telemetry:
+def init(options: InitOptions | None = None) -> Telemetry:
     """Configure traces, metrics and logs for this process. See ``platform_otel.init``."""
     global _current
+    options = InitOptions() if options is None else options
     with _lock:
         if _current is not None:
-            if kwargs and kwargs != _current._init_kwargs:
+            if options.given() and options != _current._options:
                 logger.warning(
                     "platform-otel: init() was already called with other arguments; "
                     "keeping the first configuration"
                 )
             return _current
-        settings = load_settings(**kwargs)
+        settings = load_settings(options=options)
         problems = list(settings.problems)
         if settings.strict and problems:
             raise ConfigError(problems)
@@ -324,7 +323,7 @@ def init(**kwargs: Any) -> Telemetry:
                 [],
                 enabled=False,
                 owns_providers=False,
-                init_kwargs=kwargs,
+                options=options,
             )
             return _current
 
@@ -336,7 +335,7 @@ def init(**kwargs: Any) -> Telemetry:
         for p in problems:
             logger.warning("platform-otel: %s", p)
 
-        telemetry = _build(settings, prom_reader, kwargs)
+        telemetry = _build(settings, prom_reader, options)
         telemetry._prometheus_server = prom_server
         telemetry.prometheus_address = prom_address
         _current = telemetry
@@ -359,7 +358,7 @@ def init(**kwargs: Any) -> Telemetry:
         return telemetry
 
 
-def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Telemetry:
+def _build(settings: Settings, prom_reader: Any, options: InitOptions) -> Telemetry:
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -369,8 +368,6 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     _exporters.mute_sdk_exporter_logs()
-    for name in settings.invalid_sdk_variables:
-        os.environ.pop(name, None)  # already reported; the SDK would raise on it
     _install_propagators(settings)
     existing_tp, existing_mp, existing_lp = _existing_sdk_providers()
     resource = build_resource(settings)
@@ -458,7 +455,7 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
         logger_provider,
         exporters,
         owns_providers=existing_tp is None,
-        init_kwargs=kwargs,
+        options=options,
     )
 
 

@@ -436,7 +436,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     settings = ctx.settings
     _state.service_name = settings.service_name
     _state.json_mode = settings.log_format == "json"
-    _state.export_access = bool(getattr(settings, "log_export_access", False))
+    _state.export_access = settings.log_export_access
     _state.logger_provider = ctx.logger_provider
     _state.otel_loggers = {}
     _state.severities = {}
