@@ -92,7 +92,13 @@ def emit_queued(queue: Any, item: Any) -> None:
 
 
 class _Pid:
-    """This process's pid, kept current by an at-fork hook (``os.getpid()`` is a system call)."""
+    """This process's pid, kept current after fork (``os.getpid()`` is a system call).
+
+    Updated by :func:`_after_fork_in_child`, which ``init()``'s at-fork hook calls.
+    Without that hook (no ``init()``), a child keeps the parent's value: every batch
+    processor's pid then differs from it and :func:`queue_emitter` takes the SDK's
+    own ``emit``, which is correct, only slower.
+    """
 
     value = -1
     tracking = False
@@ -102,12 +108,6 @@ def _track_pid() -> None:
     if not _Pid.tracking:
         _Pid.tracking = True
         _Pid.value = os.getpid()
-        if hasattr(os, "register_at_fork"):
-
-            def _after_in_child() -> None:
-                _Pid.value = os.getpid()
-
-            os.register_at_fork(after_in_child=_after_in_child)
 
 
 _BATCH_FIELDS = (
@@ -204,7 +204,6 @@ def _outage_ended(target: str, signal: str) -> None:
 # module ("cannot import name 'Compression' from partially initialized module 'grpc'",
 # seen with gunicorn --preload). One lock serialises the builds and fork() waits for it.
 _build_lock = threading.Lock()
-_fork_guard_installed = False
 
 
 _FORK_WAIT_S = 2.0  # longest a fork() waits for in-flight exports
@@ -257,16 +256,20 @@ class _ForkGate:
 _gate = _ForkGate()
 
 
-def _install_fork_guard() -> None:
-    global _fork_guard_installed
-    if _fork_guard_installed or not hasattr(os, "register_at_fork"):
-        return
-    _fork_guard_installed = True
-    os.register_at_fork(
-        before=_gate.before_fork,
-        after_in_parent=_gate.after_in_parent,
-        after_in_child=_gate.after_in_child,
-    )
+# Called by init()'s one at-fork hook (platform_otel._telemetry), in this order.
+def _before_fork() -> None:
+    _gate.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    _gate.after_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    """Reset what this module owns: the build lock and fork gate, and the tracked pid."""
+    _gate.after_in_child()
+    if _Pid.tracking:
+        _Pid.value = os.getpid()
 
 
 class ResilientExporter:
@@ -639,7 +642,6 @@ _CLASSES: dict[str, type[ResilientExporter]] = {
 def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
     """The push exporters configured for ``signal`` (``prometheus`` is a reader, not here)."""
     cfg: SignalSettings = getattr(settings, signal)
-    _install_fork_guard()
     out: list[ResilientExporter] = []
     for name in cfg.exporters:
         if name == "otlp":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -466,7 +467,13 @@ def _register_process_hooks() -> None:
     _fork_hook_registered = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # The package's only at-fork hook. Registered after the SDK providers were built,
+        # so that in the child it runs after theirs (see _push_identity).
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
     _install_sigterm_flush()
 
 
@@ -516,29 +523,62 @@ def _at_exit() -> None:
         telemetry.shutdown()
 
 
+def _before_fork() -> None:
+    try:
+        _exporters._before_fork()  # waits (bounded) for in-flight exports
+    except Exception:
+        report_internal_error("before fork")
+
+
+def _after_fork_in_parent() -> None:
+    try:
+        _exporters._after_fork_in_parent()
+    except Exception:
+        report_internal_error("after fork (parent)")
+
+
 def _after_fork_in_child() -> None:
+    """In a forked child, reset each module's state, in a fixed order.
+
+    Locks and pids first (``_exporters``, ``_pipeline``), then the request path
+    (``_fast``, when present), then this module's telemetry (identity, metrics).
+    A module that was never imported owns no state and is not imported here.
+    """
+    resets: list[tuple[str, Callable[[], None]]] = [
+        ("exporters", _exporters._after_fork_in_child)
+    ]
+    for module_name, function in (
+        ("_pipeline", "_after_fork_in_child"),
+        ("_fast", "after_fork_in_child"),
+    ):
+        module = sys.modules.get(f"{__package__}.{module_name}")
+        reset = getattr(module, function, None) if module is not None else None
+        if reset is not None:
+            resets.append((module_name.lstrip("_"), reset))
+    resets.append(("telemetry", _reset_telemetry_after_fork))
+    for where, reset in resets:
+        try:
+            reset()
+        except Exception:
+            report_internal_error(f"after fork ({where})")
+
+
+def _reset_telemetry_after_fork() -> None:
     """Give the child its own identity and a clean metric state (see module docstring)."""
     telemetry = _current
     if telemetry is None or not telemetry.enabled:
         return
-    try:
-        if telemetry.resource is not None:
-            refresh_after_fork(telemetry.resource)
-            _push_identity(telemetry)
-        _reset_metric_state(telemetry.meter_provider)
-        telemetry._prometheus_server = (
-            None  # its thread did not survive the fork; the port is the parent's
-        )
-        import sys
+    if telemetry.resource is not None:
+        refresh_after_fork(telemetry.resource)
+        _push_identity(telemetry)
+    _reset_metric_state(telemetry.meter_provider)
+    telemetry._prometheus_server = None  # its thread did not survive the fork; the port is the parent's
+    if "multiprocessing" in sys.modules:
+        import multiprocessing.util as mp_util
 
-        if "multiprocessing" in sys.modules:
-            import multiprocessing.util as mp_util
-
-            # multiprocessing children leave through os._exit(), skipping atexit; a finalizer
-            # registered *after* its bootstrap clears the registry is run on the way out.
-            mp_util.register_after_fork(telemetry, _register_mp_finalizer)
-    except Exception:
-        report_internal_error("after fork")
+        # multiprocessing children leave through os._exit(), skipping atexit; a finalizer
+        # registered *after* its bootstrap clears the registry is run on the way out.
+        mp_util.register_after_fork(telemetry, _register_mp_finalizer)
 
 
 def _push_identity(telemetry: Telemetry) -> None:
