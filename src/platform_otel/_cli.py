@@ -37,6 +37,10 @@ def _run(command: Sequence[str]) -> int:
     parts = [p for p in path.split(os.pathsep) if p and p != bootstrap]
     env["PYTHONPATH"] = os.pathsep.join([bootstrap, *parts])
     env["PLATFORM_OTEL_BOOTSTRAP"] = "1"
+    # gRPC's C core prints INFO lines (e.g. "Got goaway" on every collector restart) to
+    # stderr; keep its errors only, unless the user chose (init() cannot: it leaves the
+    # process environment alone, and gRPC reads only that).
+    env.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         os.execvpe(command[0], list(command), env)
     except OSError as exc:

@@ -618,8 +618,25 @@ def _reset_metric_state(meter_provider: Any) -> None:
     if consumer is None or not hasattr(consumer, "_reader_storages"):
         return
     consumer._lock = threading.Lock()
-    for reader in list(consumer._reader_storages):
-        consumer.add_metric_reader(reader)  # replaces the reader's storage with an empty one
+    readers = list(consumer._reader_storages)
+    add_metric_reader = getattr(consumer, "add_metric_reader", None)
+    if add_metric_reader is not None:
+        for reader in readers:
+            add_metric_reader(reader)  # replaces the reader's storage with an empty one
+    else:  # SDK < 1.43: what SynchronousMeasurementConsumer.__init__ does
+        from opentelemetry.sdk.metrics._internal.metric_reader_storage import (
+            MetricReaderStorage,
+        )
+
+        consumer._reader_storages = {
+            reader: MetricReaderStorage(
+                consumer._sdk_config,
+                reader._instrument_class_temporality,
+                reader._instrument_class_aggregation,
+            )
+            for reader in readers
+        }
+    for reader in readers:
         # The SDK restarts the reader's thread after fork but keeps its export lock: if the
         # parent was exporting at that moment, the child's reader would block on it forever.
         if hasattr(reader, "_export_lock"):
