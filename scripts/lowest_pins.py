@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the parser pip itself uses
+    from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXTRAS = ("fastapi", "mcp", "dev")
 # From the dev extra, only the libraries the package instruments or is driven by in tests.
 DEV_LIBRARIES = ("httpx", "requests", "opentelemetry-distro", "gunicorn")
+# Not direct dependencies: upper bounds that the lowest direct versions need and do not
+# declare themselves. mcp < 1.24 imports pydantic._internal._typing_extra.eval_type_backport,
+# which pydantic 2.14 removed (mcp's FastMCP then fails at import, with or without us).
+TRANSITIVE = ("pydantic<2.14",)
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)")
 
 
@@ -45,8 +53,11 @@ def floors(extras: tuple[str, ...] = DEFAULT_EXTRAS) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    for name, version in floors(tuple(argv) or DEFAULT_EXTRAS).items():
+    extras = tuple(argv) or DEFAULT_EXTRAS
+    for name, version in floors(extras).items():
         print(f"{name}=={version}")
+    if "mcp" in extras:
+        print(*TRANSITIVE, sep="\n")
     return 0
 
 

@@ -304,6 +304,10 @@ def test_app_instrumented_by_official_instrumentor_traced_once(telemetry: Teleme
         FastAPIInstrumentor.uninstrument_app(app)
 
 
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("fastapi.telemetry") is None,
+    reason="this FastAPI has no native telemetry (fastapi.telemetry)",
+)
 def test_app_with_explicit_native_telemetry_traced_once(telemetry: Telemetry) -> None:
     """An app built with FastAPI(telemetry={"tracer_provider": ...}) keeps FastAPI's own span, and gets no second one."""
     app = FastAPI(
