@@ -117,6 +117,10 @@ class _Loader(importlib.abc.Loader):
         module.__dict__["__builtins__"] = self._builtins  # read by the module's import statements
         self._loader.exec_module(module)
 
+    def __getattr__(self, name: str) -> Any:
+        # get_source, is_package, get_resource_reader...: the real loader's
+        return getattr(self._loader, name)
+
 
 class _Finder(importlib.abc.MetaPathFinder):
     def __init__(self, overrides: Mapping[str, str | None]) -> None:
