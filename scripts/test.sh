@@ -64,7 +64,7 @@ if [ -z "${PLATFORM_OTEL_SKIP_LOWEST:-}" ]; then
   # session is still open at the flush, so mcp.server.session.duration is not exported
   # (the same with mcp 1.10 to 1.24 and uvicorn 0.30; not isolated further).
   (unset PLATFORM_OTEL_REQUIRE_SPEEDUPS; PLATFORM_OTEL_LOWEST=1 .venv-lowest/bin/python -m pytest \
-    -p no:cacheprovider \
+    -p no:cacheprovider --continue-on-collection-errors \
     --deselect tests/test_telemetry_names.py::test_metrics_and_metric_attributes_from_the_demo_are_documented \
     "$@") || status=1
 fi
