@@ -114,3 +114,49 @@ def _console_spans(stdout: str) -> dict[str, dict[str, object]]:
             spans[str(obj["name"])] = obj
         pos = stdout.find("{", end)
     return spans
+
+
+def test_span_limit_overrides_replace_only_rejected_variables() -> None:
+    from platform_otel._config import span_limit_overrides
+
+    assert span_limit_overrides({"OTEL_SPAN_EVENT_COUNT_LIMIT": "12"}) == {}
+    assert span_limit_overrides(
+        {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "abc", "OTEL_ATTRIBUTE_COUNT_LIMIT": "20"}
+    ) == {"max_span_attributes": 20}
+    assert span_limit_overrides(
+        {"OTEL_ATTRIBUTE_COUNT_LIMIT": "x", "OTEL_SPAN_LINK_COUNT_LIMIT": "-1"}
+    ) == {"max_attributes": None, "max_links": 128}
+
+
+SDK_FIRST_APP = """
+import os
+from opentelemetry.sdk.trace import TracerProvider  # imported before init(): sees the real env
+before = dict(os.environ)
+import platform_otel
+tel = platform_otel.init(service_name="svc", exporters={"traces": ["console"], "metrics": ["none"], "logs": ["none"]})
+from opentelemetry import trace
+with trace.get_tracer("app").start_as_current_span("work") as span:
+    for i in range(140):
+        span.add_event(f"e{i}")
+    for i in range(30):
+        span.set_attribute(f"a{i}", i)
+tel.force_flush()
+print("ENV_UNCHANGED", before == dict(os.environ), flush=True)
+"""
+
+
+def test_bad_limit_with_the_sdk_imported_before_init() -> None:
+    """The SDK imported first: SpanLimits() would raise on the bad value; init() passes explicit limits."""
+    env = {
+        "OTEL_SPAN_EVENT_COUNT_LIMIT": "abc",
+        "OTEL_ATTRIBUTE_COUNT_LIMIT": "20",
+        "PLATFORM_OTEL_LOG_CONSOLE": "never",
+    }
+    result = run_python(SDK_FIRST_APP, env, timeout=30)
+    assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
+    assert "ENV_UNCHANGED True" in result.stdout, str(result)
+    lines = [line for line in result.stderr.splitlines() if "OTEL_SPAN_EVENT_COUNT_LIMIT" in line]
+    assert len(lines) == 1 and "'abc'" in lines[0], str(result)
+    work = _console_spans(result.stdout)["work"]
+    assert len(work["events"]) == 128, len(work["events"])  # the SDK default
+    assert len(work["attributes"]) == 20  # the valid variable still applies

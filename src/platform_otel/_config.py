@@ -459,6 +459,46 @@ def _bad_limits(env: Mapping[str, str]) -> list[Problem]:
     ]
 
 
+# SpanLimits parameter -> (its variable, the variable it falls back to, the SDK default).
+_SPAN_LIMITS: dict[str, tuple[str, str | None, int | None]] = {
+    "max_attributes": ("OTEL_ATTRIBUTE_COUNT_LIMIT", None, None),
+    "max_attribute_length": ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", None, None),
+    "max_events": ("OTEL_SPAN_EVENT_COUNT_LIMIT", None, 128),
+    "max_links": ("OTEL_SPAN_LINK_COUNT_LIMIT", None, 128),
+    "max_span_attributes": ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_event_attributes": ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_link_attributes": ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_span_attribute_length": (
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        None,
+    ),
+}
+
+
+def span_limit_overrides(env: Mapping[str, str] | None = None) -> dict[str, int | None]:
+    """``SpanLimits`` arguments for the limit variables the SDK would raise on.
+
+    Each rejected variable's parameter gets what the SDK uses when that variable is
+    unset (its fallback variable, else its default; None: no limit); the others are
+    left to the SDK. Needed when ``opentelemetry.sdk.trace`` was imported before
+    ``init()`` (``platform_otel._sdk_env`` could not hide the values from it).
+    """
+    env = os.environ if env is None else env
+    bad = {p.variable for p in _bad_limits(env)}
+
+    def valid(name: str | None) -> int | None:
+        value = env.get(name, "").strip() if name else ""
+        return int(value) if value.isdigit() and name not in bad else None
+
+    out: dict[str, int | None] = {}
+    for param, (variable, fallback, default) in _SPAN_LIMITS.items():
+        if variable in bad:
+            value = valid(fallback)
+            out[param] = value if value is not None else default
+    return out
+
+
 def sdk_environment(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """What OpenTelemetry's own modules must see instead of ``env`` (``platform_otel._sdk_env``).
 

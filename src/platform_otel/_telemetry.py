@@ -234,6 +234,18 @@ def _install_propagators(settings: Settings) -> None:
     set_global_textmap(CompositePropagator(propagators))
 
 
+def _span_limits() -> Any:
+    """Explicit limits in place of the rejected limit variables (None: the SDK reads them)."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    from ._config import span_limit_overrides
+
+    overrides = span_limit_overrides()
+    if not overrides:
+        return None
+    return SpanLimits(**{k: SpanLimits.UNSET if v is None else v for k, v in overrides.items()})
+
+
 def _exemplar_filter(name: str) -> Any:
     from opentelemetry.sdk.metrics import (
         AlwaysOffExemplarFilter,
@@ -386,7 +398,10 @@ def _build(settings: Settings, prom_reader: Any, options: InitOptions) -> Teleme
             span_exporters = []
     else:
         tracer_provider = TracerProvider(
-            resource=resource, sampler=_sampler(settings), shutdown_on_exit=False
+            resource=resource,
+            sampler=_sampler(settings),
+            span_limits=_span_limits(),
+            shutdown_on_exit=False,
         )
         trace.set_tracer_provider(tracer_provider)
     for exp in span_exporters:
