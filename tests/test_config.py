@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from platform_otel import ConfigError
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 
 
-def problems_for(env: dict[str, str], **kwargs: object) -> list[str]:
-    return [str(p) for p in load_settings(env, **kwargs).problems]
+def problems_for(env: dict[str, str]) -> list[str]:
+    return [str(p) for p in load_settings(env).problems]
 
 
 def test_defaults_follow_the_otel_specification() -> None:
@@ -29,9 +29,9 @@ def test_argument_beats_environment_beats_default() -> None:
     """An init() argument wins over its OTEL_* variable."""
     env = {"OTEL_SERVICE_NAME": "from-env", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
     assert load_settings(env).service_name == "from-env"
-    assert load_settings(env, service_name="from-arg").service_name == "from-arg"
+    assert load_settings(env, InitOptions(service_name="from-arg")).service_name == "from-arg"
     assert load_settings(env).traces.protocol == "http/protobuf"
-    assert load_settings(env, protocol="grpc").traces.protocol == "grpc"
+    assert load_settings(env, InitOptions(protocol="grpc")).traces.protocol == "grpc"
 
 
 def test_http_endpoint_gets_signal_paths_but_per_signal_endpoint_is_used_verbatim() -> None:
@@ -122,7 +122,7 @@ def test_strict_mode_raises_one_error_listing_every_problem() -> None:
     import platform_otel._telemetry as t
 
     env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "bogus", "OTEL_METRIC_EXPORT_INTERVAL": "abc"}
-    settings = load_settings(env, strict=True)
+    settings = load_settings(env, InitOptions(strict=True))
     assert settings.strict and len(settings.problems) == 2
     err = ConfigError(list(settings.problems))
     assert "OTEL_EXPORTER_OTLP_PROTOCOL='bogus'" in str(err)
@@ -133,7 +133,7 @@ def test_strict_mode_raises_one_error_listing_every_problem() -> None:
 def test_sample_ratio_argument_and_disabled_instrumentations() -> None:
     """sample_ratio maps to parent-based ratio sampling; OTEL_PYTHON_DISABLED_INSTRUMENTATIONS is honoured."""
     s = load_settings(
-        {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests, httpx"}, sample_ratio=0.25
+        {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests, httpx"}, InitOptions(sample_ratio=0.25)
     )
     assert (s.sampler, s.sampler_arg) == ("parentbased_traceidratio", 0.25)
     assert "requests" not in s.integrations and "httpx" not in s.integrations

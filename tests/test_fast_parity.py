@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, Sam
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from platform_otel import _fast
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import fastapi as pf
 
@@ -166,9 +166,12 @@ def run(
     else:
         _fast.enable()
     settings = load_settings(
-        service_name="parity",
-        fastapi_impl="official" if path == "official" else "lean",
-        **init_args,
+        None,  # the environment the scenario set
+        InitOptions(
+            service_name="parity",
+            fastapi_impl="official" if path == "official" else "lean",
+            **init_args,
+        ),
     )
     pf.instrument(InstrumentationContext(settings, provider, meter_provider, None))
     try:

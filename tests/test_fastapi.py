@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import fastapi as pf
 from tests.support.documented import assert_documented
@@ -47,11 +47,13 @@ class Telemetry:
 
     def context(self, impl: str = "lean") -> InstrumentationContext:
         settings = load_settings(
-            env={},
-            service_name="test-svc",
-            capture_content=False,
-            environment="test",
-            fastapi_impl=impl,
+            {},
+            InitOptions(
+                service_name="test-svc",
+                capture_content=False,
+                environment="test",
+                fastapi_impl=impl,
+            ),
         )
         return InstrumentationContext(
             settings=settings,  # type: ignore[arg-type]
@@ -308,6 +310,10 @@ def test_app_instrumented_by_official_instrumentor_traced_once(telemetry: Teleme
         FastAPIInstrumentor.uninstrument_app(app)
 
 
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("fastapi.telemetry") is None,
+    reason="this FastAPI has no native telemetry (fastapi.telemetry)",
+)
 def test_app_with_explicit_native_telemetry_traced_once(telemetry: Telemetry) -> None:
     """An app built with FastAPI(telemetry={"tracer_provider": ...}) keeps FastAPI's own span, and gets no second one."""
     app = FastAPI(
@@ -460,9 +466,9 @@ _UVICORN_APP = textwrap.dedent(
         ]
 
     from platform_otel import _fast
-    from platform_otel._config import load_settings
+    from platform_otel._config import InitOptions, load_settings
     _fast.enable()
-    settings = load_settings(env={}, service_name="uv", capture_content=False, fastapi_impl="lean")
+    settings = load_settings({}, InitOptions(service_name="uv", capture_content=False, fastapi_impl="lean"))
     pf.instrument(InstrumentationContext(settings, tp, mp, None))
     """
 )
@@ -587,9 +593,9 @@ _KEEPALIVE_APP = textwrap.dedent(
         return {"ended": len(ended), "alive": sum(ref() is not None for ref in ended)}
 
     from platform_otel import _fast
-    from platform_otel._config import load_settings
+    from platform_otel._config import InitOptions, load_settings
     _fast.enable()
-    settings = load_settings(env={}, service_name="ka", capture_content=False, fastapi_impl="lean")
+    settings = load_settings({}, InitOptions(service_name="ka", capture_content=False, fastapi_impl="lean"))
     pf.instrument(InstrumentationContext(settings, tp, MeterProvider(), None))
     """
 )

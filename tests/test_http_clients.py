@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.testing import Capture, capture
 from tests.support.documented import assert_documented
@@ -40,19 +40,20 @@ def server() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def fresh_semconv_choice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once per process; let
-    this test see the choice init() makes, whatever other tests did before."""
+    this test see the value init() makes them see when it is unset ("http":
+    tests/test_sdk_env.py checks that through init()), whatever other tests did before."""
     from opentelemetry.instrumentation._semconv import (
         _OpenTelemetrySemanticConventionStability as Stability,
     )
 
-    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     monkeypatch.setattr(Stability, "_initialized", False)
     yield
     Stability._initialized = False
 
 
 def _ctx(cap: Capture) -> InstrumentationContext:
-    settings = load_settings(env={}, service_name="t", capture_content=False)
+    settings = load_settings({}, InitOptions(service_name="t", capture_content=False))
     return InstrumentationContext(settings, cap.tracer_provider, cap.meter_provider, None)  # type: ignore[arg-type]
 
 

@@ -74,18 +74,22 @@ class Providers:
         self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
+        from platform_otel._config import InitOptions
+
         settings = load_settings(
-            env={},
-            service_name="known-failures",
-            capture_content=False,
-            environment="test",
-            fastapi_impl="lean",
-            log_format="text",
-            log_console="never",
-            log_level="INFO",
+            {},
+            InitOptions(
+                service_name="known-failures",
+                capture_content=False,
+                environment="test",
+                fastapi_impl="lean",
+                log_format="text",
+                log_console="never",
+                log_level="info",
+            ),
         )
         self.ctx = InstrumentationContext(
-            settings=settings,  # type: ignore[arg-type]
+            settings=settings,
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
             logger_provider=self.logger_provider,
@@ -380,6 +384,10 @@ def test_init_under_opentelemetry_instrument_exports_log_records_once(
     """init() inside `opentelemetry-instrument`: a log call arrives once, though its LoggingHandler sits on root."""
     _, receiver = under_instrument
     assert [lg.body for lg in receiver.logs()].count("log once") == 1, receiver.summary()
+    # The SDK's handler exports every record attribute: platform-otel adds only the documented
+    # correlation ids (its span context kept on the record made SDK 1.40 recurse forever).
+    [record] = [lg for lg in receiver.logs() if lg.body == "log once"]
+    assert not [k for k in record.attributes if k.startswith("_")], record.attributes
 
 
 # --------------------------------------------------------------------------- metrics backends
@@ -445,8 +453,8 @@ def test_http_client_metrics_carry_no_urls(
     from platform_otel.instrumentation import requests as prequests
 
     # Contrib instrumentors read the semconv choice once per process: see the one
-    # instrument() makes, whatever earlier tests chose.
-    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+    # init() makes them see when unset ("http"), whatever earlier tests chose.
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     monkeypatch.setattr(Stability, "_initialized", False)
 
     class Ok(BaseHTTPRequestHandler):

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 from platform_otel.instrumentation import InstrumentationContext
 from platform_otel.instrumentation import mcp as mcp_integration
 from tests.support.documented import assert_documented
@@ -89,7 +89,7 @@ def _providers() -> Telemetry:
 
 def _ctx(t: Telemetry) -> InstrumentationContext:
     settings: Any = load_settings(
-        env={}, service_name="mcp-test-client", capture_content=False, environment="test"
+        {}, InitOptions(service_name="mcp-test-client", capture_content=False, environment="test")
     )
     return InstrumentationContext(settings, t.tracer_provider, t.meter_provider, None)
 

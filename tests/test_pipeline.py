@@ -539,11 +539,19 @@ def test_pipeline_objects_are_shared_per_name_and_providers(env: Env) -> None:
 
 def test_prometheus_rendering(env: Env) -> None:
     """Scraped through the Prometheus exporter, the metrics carry the names dashboards query."""
+    import inspect
+
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, generate_latest
 
-    registry = CollectorRegistry()
-    mp = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    if "registry" in inspect.signature(PrometheusMetricReader).parameters:
+        registry = CollectorRegistry()
+        reader = PrometheusMetricReader(registry=registry)
+    else:  # opentelemetry-exporter-prometheus < 0.62b0: the global registry (left at shutdown)
+        from prometheus_client import REGISTRY as registry
+
+        reader = PrometheusMetricReader()
+    mp = MeterProvider(metric_readers=[reader])
     try:
         pipe = pipeline("document-ingest", tracer_provider=env.tp, meter_provider=mp)
         for i in range(10):

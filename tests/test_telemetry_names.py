@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from platform_otel._config import load_settings
+from platform_otel._config import InitOptions, load_settings
 from platform_otel._resource import build_resource
 from tests.support.documented import (
     DOC,
@@ -188,7 +188,7 @@ def test_resource_section_lists_what_build_resource_produces() -> None:
     }
     full = set(
         build_resource(
-            load_settings({}, service_version="1.2.3", environment="staging"), k8s_env
+            load_settings({}, InitOptions(service_version="1.2.3", environment="staging")), k8s_env
         ).attributes
     )
     assert plain <= full

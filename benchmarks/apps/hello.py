@@ -110,14 +110,16 @@ def _sdk_providers(fast: bool = False) -> tuple[object, object]:
 def _instrument_lean(tracer_provider: object, meter_provider: object) -> None:
     """platform-otel's lean FastAPI path on the given providers, without init()."""
     from platform_otel import _fast
-    from platform_otel._config import load_settings
+    from platform_otel._config import InitOptions, load_settings
     from platform_otel.instrumentation import InstrumentationContext
     from platform_otel.instrumentation import fastapi as _pf
 
     _fast.enable()
     _pf.instrument(
         InstrumentationContext(
-            settings=load_settings(service_name="bench-hello", fastapi_impl="lean"),
+            settings=load_settings(
+                None, InitOptions(service_name="bench-hello", fastapi_impl="lean")
+            ),
             tracer_provider=tracer_provider,  # type: ignore[arg-type]
             meter_provider=meter_provider,  # type: ignore[arg-type]
             logger_provider=None,

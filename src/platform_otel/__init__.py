@@ -49,6 +49,8 @@ def init(
     log_format: str | None = None,
     log_level: str | None = None,
     log_console: str | None = None,
+    log_export: bool | None = None,
+    log_export_access: bool | None = None,
     capture_content: bool | None = None,
     sample_ratio: float | None = None,
     fastapi_impl: str | None = None,
@@ -71,13 +73,38 @@ def init(
     as the official instrumentation's hooks are; an exception inside a hook is reported once
     and never reaches the request.
     """
-    given = {k: v for k, v in locals().items() if v is not None}
-    from ._config import scrub_sdk_environment
+    from ._config import InitOptions, sdk_environment
 
-    scrub_sdk_environment()  # before the SDK is imported: it raises on some bad values
+    options = InitOptions(
+        service_name=service_name,
+        service_version=service_version,
+        environment=environment,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        resource_attributes=resource_attributes,
+        prometheus_port=prometheus_port,
+        instrument=instrument,
+        disable=disable,
+        log_format=log_format,
+        log_level=log_level,
+        log_console=log_console,
+        log_export=log_export,
+        log_export_access=log_export_access,
+        capture_content=capture_content,
+        sample_ratio=sample_ratio,
+        fastapi_impl=fastapi_impl,
+        shutdown_timeout=shutdown_timeout,
+        strict=strict,
+        exporters=exporters,
+    )
+    from . import _sdk_env
+
+    # Before the SDK is imported: some of its modules raise on bad values they read.
+    _sdk_env.install(sdk_environment())
     from ._telemetry import init as _init
 
-    return _init(**given)
+    return _init(options)
 
 
 def shutdown(timeout: float | None = None) -> bool:

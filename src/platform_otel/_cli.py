@@ -36,13 +36,17 @@ def _run(command: Sequence[str]) -> int:
         )
         return 2
     bootstrap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
-    env = os.environ
+    env = dict(os.environ)  # the command's environment; ours is not modified
     path = env.get("PYTHONPATH", "")
     parts = [p for p in path.split(os.pathsep) if p and p != bootstrap]
     env["PYTHONPATH"] = os.pathsep.join([bootstrap, *parts])
     env["PLATFORM_OTEL_BOOTSTRAP"] = "1"
+    # gRPC's C core prints INFO lines (e.g. "Got goaway" on every collector restart) to
+    # stderr; keep its errors only, unless the user chose (init() cannot: it leaves the
+    # process environment alone, and gRPC reads only that).
+    env.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
-        os.execvp(command[0], list(command))
+        os.execvpe(command[0], list(command), env)
     except OSError as exc:
         print(f"platform-otel run: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
         return 127

@@ -15,11 +15,19 @@ from __future__ import annotations
 import os
 import sys
 import urllib.parse
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["ConfigError", "Problem", "Settings", "SignalSettings", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "InitOptions",
+    "Problem",
+    "Settings",
+    "SignalSettings",
+    "load_settings",
+    "sdk_environment",
+]
 
 Protocol = Literal["grpc", "http/protobuf"]
 _PROTOCOLS = ("grpc", "http/protobuf")
@@ -82,6 +90,46 @@ class Problem:
     def __str__(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
         return f"{self.variable}={self.value!r} is invalid{why}; using {self.used!r}"
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    """The keyword arguments of ``platform_otel.init()``; None means "not given".
+
+    A value given here wins over its environment variable, which wins over the
+    default (docs/configuration.md). :func:`load_settings` validates them.
+    """
+
+    service_name: str | None = None
+    service_version: str | None = None
+    environment: str | None = None
+    endpoint: str | None = None
+    protocol: str | None = None
+    headers: Mapping[str, str] | str | None = None
+    resource_attributes: Mapping[str, str] | None = None
+    prometheus_port: int | None = None
+    instrument: Sequence[str] | str | None = None
+    disable: Sequence[str] | str | None = None
+    log_format: str | None = None
+    log_level: str | None = None
+    log_console: str | None = None
+    log_export: bool | None = None
+    log_export_access: bool | None = None
+    capture_content: bool | None = None
+    sample_ratio: float | None = None
+    fastapi_impl: str | None = None
+    shutdown_timeout: float | None = None
+    strict: bool | None = None
+    #: ``{"traces": ["console"], ...}``: exporters per signal (tests, embedding).
+    exporters: Mapping[str, Sequence[str]] | None = None
+    #: ``hook(span, scope)`` when an HTTP server span starts (after ``http.route`` is set).
+    server_request_hook: Callable[[Any, Any], None] | None = None
+    #: ``hook(span, scope, message)`` at ``http.response.start``.
+    server_response_hook: Callable[[Any, Any, Any], None] | None = None
+
+    def given(self) -> bool:
+        """True when at least one argument was given."""
+        return self != InitOptions()
 
 
 @dataclass(frozen=True)
@@ -155,8 +203,8 @@ class Settings:
     server_request_hook: Callable[[Any, Any], None] | None = None
     #: ``init(server_response_hook=...)``: ``hook(span, scope, message)`` at ``http.response.start``.
     server_response_hook: Callable[[Any, Any, Any], None] | None = None
-    #: Variables the SDK reads itself whose values are invalid; init() removes them from
-    #: os.environ so the SDK uses its default instead of raising.
+    #: Variables the SDK reads itself whose values are invalid: reported, and hidden from
+    #: the SDK (platform_otel._sdk_env), which then uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = field(default=(), compare=False)
 
@@ -434,21 +482,44 @@ def _bad_limits(env: Mapping[str, str]) -> list[Problem]:
     ]
 
 
-_scrubbed: list[Problem] = []
+# SpanLimits parameter -> (its variable, the variable it falls back to, the SDK default).
+_SPAN_LIMITS: dict[str, tuple[str, str | None, int | None]] = {
+    "max_attributes": ("OTEL_ATTRIBUTE_COUNT_LIMIT", None, None),
+    "max_attribute_length": ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", None, None),
+    "max_events": ("OTEL_SPAN_EVENT_COUNT_LIMIT", None, 128),
+    "max_links": ("OTEL_SPAN_LINK_COUNT_LIMIT", None, 128),
+    "max_span_attributes": ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_event_attributes": ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_link_attributes": ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT", 128),
+    "max_span_attribute_length": (
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        None,
+    ),
+}
 
 
-def scrub_sdk_environment(env: MutableMapping[str, str] | None = None) -> None:
-    """Remove invalid values of variables the SDK parses *at import time*.
+def span_limit_overrides(env: Mapping[str, str] | None = None) -> dict[str, int | None]:
+    """``SpanLimits`` arguments for the limit variables the SDK would raise on.
 
-    ``opentelemetry.sdk.trace`` raises ``ValueError`` on import when, e.g.,
-    ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=abc``: every instrumented import would crash.
-    ``init()`` calls this before importing the SDK; the problems are reported by
-    :func:`load_settings` like any other bad value, and the SDK uses its default.
+    Each rejected variable's parameter gets what the SDK uses when that variable is
+    unset (its fallback variable, else its default; None: no limit); the others are
+    left to the SDK. Needed when ``opentelemetry.sdk.trace`` was imported before
+    ``init()`` (``platform_otel._sdk_env`` could not hide the values from it).
     """
     env = os.environ if env is None else env
-    for problem in _bad_limits(env):
-        _scrubbed.append(problem)
-        del env[problem.variable]
+    bad = {p.variable for p in _bad_limits(env)}
+
+    def valid(name: str | None) -> int | None:
+        value = env.get(name, "").strip() if name else ""
+        return int(value) if value.isdigit() and name not in bad else None
+
+    out: dict[str, int | None] = {}
+    for param, (variable, fallback, default) in _SPAN_LIMITS.items():
+        if variable in bad:
+            value = valid(fallback)
+            out[param] = value if value is not None else default
+    return out
 
 
 def _regex_list(r: _Reader, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -480,54 +551,86 @@ def _hook(r: _Reader, value: Any, arg_name: str) -> Any:
     return None
 
 
-def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
-    """Build the effective :class:`Settings` from ``init()`` keyword arguments and ``env``.
+def sdk_environment(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """What OpenTelemetry's own modules must see instead of ``env`` (``platform_otel._sdk_env``).
+
+    ``None`` hides a variable: limit variables with a value the SDK would raise on
+    (reported by :func:`load_settings`, the SDK default applies). ``OTEL_PROPAGATORS``
+    keeps only the entries that can be loaded (``opentelemetry.propagate`` raises at
+    import on the others; they are reported at ``init()``). ``OTEL_SEMCONV_STABILITY_OPT_IN``
+    is ``http`` when unset, so the contrib HTTP-client instrumentations emit the stable
+    names (docs/telemetry.md).
+    """
+    env = os.environ if env is None else env
+    out: dict[str, str | None] = {p.variable: None for p in _bad_limits(env)}
+    configured = env.get("OTEL_PROPAGATORS", "").strip()
+    if configured:
+        names = [n.strip().lower() for n in configured.split(",") if n.strip()]
+        usable = [n for n in names if n in ("tracecontext", "baggage", "none") or _loadable(n)]
+        if usable != names:
+            out["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
+    if not env.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").strip():
+        out["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
+    return out
+
+
+def _loadable(propagator: str) -> bool:
+    from importlib.metadata import entry_points
+
+    return propagator in _PROPAGATORS and any(
+        ep.name == propagator for ep in entry_points(group="opentelemetry_propagator")
+    )
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, options: InitOptions | None = None
+) -> Settings:
+    """Build the effective :class:`Settings` from ``init()``'s arguments and ``env``.
 
     Never raises for bad values unless strict mode is on; see the module docstring.
     """
     env = os.environ if env is None else env
+    o = InitOptions() if options is None else options
     r = _Reader(env)
-    strict = r.boolean(kwargs.get("strict"), "strict", ("PLATFORM_OTEL_STRICT",), False)
+    strict = r.boolean(o.strict, "strict", ("PLATFORM_OTEL_STRICT",), False)
 
     resource_attrs = r.key_values(None, "", ("OTEL_RESOURCE_ATTRIBUTES",))
-    resource_attrs.update(
-        r.key_values(kwargs.get("resource_attributes"), "resource_attributes", ())
-    )
+    resource_attrs.update(r.key_values(o.resource_attributes, "resource_attributes", ()))
     service_name = (
-        kwargs.get("service_name")
+        o.service_name
         or (r.raw("OTEL_SERVICE_NAME") or ("", ""))[1]
         or resource_attrs.get("service.name")
         or _default_service_name(env)
     )
     service_version = (
-        kwargs.get("service_version")
+        o.service_version
         or (r.raw("PLATFORM_OTEL_SERVICE_VERSION") or ("", ""))[1]
         or resource_attrs.get("service.version")
         or None
     )
     environment = (
-        kwargs.get("environment")
+        o.environment
         or (r.raw("PLATFORM_OTEL_ENVIRONMENT") or ("", ""))[1]
         or resource_attrs.get("deployment.environment.name")
         or resource_attrs.get("deployment.environment")
         or None
     )
 
-    exporters_arg = kwargs.get("exporters")  # {"traces": [...]} for tests and embedding
+    exporters_arg = o.exporters  # {"traces": [...]} for tests and embedding
     signals = {
         s: _signal(
             r,
             s,
-            endpoint=kwargs.get("endpoint"),
-            protocol=kwargs.get("protocol"),
-            headers=kwargs.get("headers"),
+            endpoint=o.endpoint,
+            protocol=o.protocol,
+            headers=o.headers,
             exporters_arg=tuple(exporters_arg[s]) if exporters_arg and s in exporters_arg else None,
         )
         for s in _SIGNALS
     }
 
     # Sampling: sample_ratio=x is shorthand for parentbased_traceidratio with arg x.
-    sample_ratio = kwargs.get("sample_ratio")
+    sample_ratio = o.sample_ratio
     if sample_ratio is not None:
         sampler = "parentbased_traceidratio"
         sampler_arg: float | None = r.number(sample_ratio, "sample_ratio", (), 1.0, lo=0.0, hi=1.0)
@@ -579,7 +682,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         blrp_batch = blrp_queue
 
     prom_port: int | None = None
-    prom_arg = kwargs.get("prometheus_port")
+    prom_arg = o.prometheus_port
     if prom_arg is not None or r.raw("PLATFORM_OTEL_PROMETHEUS_PORT"):
         port = r.number(
             prom_arg,
@@ -604,7 +707,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         )
 
     # Integrations: explicit list (instrument=) or all known; minus disable= and the OTel variable.
-    wanted = r.csv(kwargs.get("instrument"), ("PLATFORM_OTEL_INSTRUMENT",))
+    wanted = r.csv(o.instrument, ("PLATFORM_OTEL_INSTRUMENT",))
     integrations = list(wanted) if wanted is not None else list(DEFAULT_INTEGRATIONS)
     for name in list(integrations):
         if name not in DEFAULT_INTEGRATIONS:
@@ -615,14 +718,14 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
                 f"unknown integration; known: {', '.join(DEFAULT_INTEGRATIONS)}",
             )
             integrations.remove(name)
-    disabled = set(r.csv(kwargs.get("disable"), ("PLATFORM_OTEL_DISABLE",)) or ())
+    disabled = set(r.csv(o.disable, ("PLATFORM_OTEL_DISABLE",)) or ())
     disabled |= set(r.csv(None, ("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",)) or ())
 
     log_format = r.choice(
-        kwargs.get("log_format"), "log_format", ("PLATFORM_OTEL_LOG_FORMAT",), _LOG_FORMATS, "text"
+        o.log_format, "log_format", ("PLATFORM_OTEL_LOG_FORMAT",), _LOG_FORMATS, "text"
     )
     log_level = r.choice(
-        kwargs.get("log_level"),
+        o.log_level,
         "log_level",
         ("PLATFORM_OTEL_LOG_LEVEL",),
         ("debug", "info", "warning", "error", "critical"),
@@ -631,12 +734,66 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
 
     sdk_disabled = r.boolean(None, "", ("OTEL_SDK_DISABLED",), False)
     bad_limits = _bad_limits(env)
-    # _scrubbed: found (and removed from the environment) before the SDK was imported.
-    for problem in [*bad_limits, *_scrubbed]:
+    for problem in bad_limits:
         r.problem(problem.variable, problem.value, problem.used, problem.reason)
     invalid_sdk_variables = [p.variable for p in bad_limits]
 
-    settings = Settings(
+    # Read before Settings is built, so that its problems are complete when it is.
+    bsp_schedule_delay = ms("OTEL_BSP_SCHEDULE_DELAY", 5000)
+    bsp_export_timeout = ms("OTEL_BSP_EXPORT_TIMEOUT", 30000)
+    blrp_schedule_delay = ms("OTEL_BLRP_SCHEDULE_DELAY", 1000)
+    blrp_export_timeout = ms("OTEL_BLRP_EXPORT_TIMEOUT", 30000)
+    metric_export_interval = max(ms("OTEL_METRIC_EXPORT_INTERVAL", 60000), 0.05)
+    metric_export_timeout = ms("OTEL_METRIC_EXPORT_TIMEOUT", 30000)
+    metrics_temporality = r.choice(
+        None,
+        "",
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+        _TEMPORALITIES,
+        "cumulative",
+    )
+    exemplar_filter = r.choice(
+        None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"
+    )
+    log_console = r.choice(
+        o.log_console,
+        "log_console",
+        ("PLATFORM_OTEL_LOG_CONSOLE",),
+        ("auto", "always", "never"),
+        "auto",
+    )
+    log_export = r.boolean(o.log_export, "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True)
+    log_export_access = r.boolean(
+        o.log_export_access,
+        "log_export_access",
+        ("PLATFORM_OTEL_LOG_EXPORT_ACCESS",),
+        False,
+    )
+    capture_content = r.boolean(
+        o.capture_content,
+        "capture_content",
+        ("PLATFORM_OTEL_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+        False,
+    )
+    fastapi_impl = r.choice(
+        o.fastapi_impl,
+        "fastapi_impl",
+        ("PLATFORM_OTEL_FASTAPI_IMPL",),
+        _FASTAPI_IMPLS,
+        "lean",
+    )
+    otlp_encoder = r.choice(
+        None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "python", "official"), "fast"
+    )
+    shutdown_timeout = r.number(
+        o.shutdown_timeout,
+        "shutdown_timeout",
+        ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",),
+        5.0,
+        lo=0.0,
+    )
+
+    return Settings(
         service_name=str(service_name),
         service_version=str(service_version) if service_version else None,
         environment=str(environment) if environment else None,
@@ -647,75 +804,35 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         sampler=sampler,
         sampler_arg=sampler_arg,
         propagators=tuple(propagators),
-        bsp_schedule_delay=ms("OTEL_BSP_SCHEDULE_DELAY", 5000),
+        bsp_schedule_delay=bsp_schedule_delay,
         bsp_max_queue_size=bsp_queue,
         bsp_max_export_batch_size=bsp_batch,
-        bsp_export_timeout=ms("OTEL_BSP_EXPORT_TIMEOUT", 30000),
-        blrp_schedule_delay=ms("OTEL_BLRP_SCHEDULE_DELAY", 1000),
+        bsp_export_timeout=bsp_export_timeout,
+        blrp_schedule_delay=blrp_schedule_delay,
         blrp_max_queue_size=blrp_queue,
         blrp_max_export_batch_size=blrp_batch,
-        blrp_export_timeout=ms("OTEL_BLRP_EXPORT_TIMEOUT", 30000),
-        metric_export_interval=max(ms("OTEL_METRIC_EXPORT_INTERVAL", 60000), 0.05),
-        metric_export_timeout=ms("OTEL_METRIC_EXPORT_TIMEOUT", 30000),
-        metrics_temporality=r.choice(
-            None,
-            "",
-            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
-            _TEMPORALITIES,
-            "cumulative",
-        ),
-        exemplar_filter=r.choice(
-            None, "", ("OTEL_METRICS_EXEMPLAR_FILTER",), _EXEMPLAR_FILTERS, "trace_based"
-        ),
+        blrp_export_timeout=blrp_export_timeout,
+        metric_export_interval=metric_export_interval,
+        metric_export_timeout=metric_export_timeout,
+        metrics_temporality=metrics_temporality,
+        exemplar_filter=exemplar_filter,
         prometheus_port=prom_port,
         prometheus_host=prom_host,
         integrations=tuple(i for i in integrations if i not in disabled),
         disabled_integrations=tuple(sorted(disabled)),
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
-        log_console=r.choice(
-            kwargs.get("log_console"),
-            "log_console",
-            ("PLATFORM_OTEL_LOG_CONSOLE",),
-            ("auto", "always", "never"),
-            "auto",
-        ),  # type: ignore[arg-type]
-        log_export=r.boolean(
-            kwargs.get("log_export"), "log_export", ("PLATFORM_OTEL_LOG_EXPORT",), True
-        ),
-        log_export_access=r.boolean(
-            kwargs.get("log_export_access"),
-            "log_export_access",
-            ("PLATFORM_OTEL_LOG_EXPORT_ACCESS",),
-            False,
-        ),
-        capture_content=r.boolean(
-            kwargs.get("capture_content"),
-            "capture_content",
-            ("PLATFORM_OTEL_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
-            False,
-        ),
-        fastapi_impl=r.choice(
-            kwargs.get("fastapi_impl"),
-            "fastapi_impl",
-            ("PLATFORM_OTEL_FASTAPI_IMPL",),
-            _FASTAPI_IMPLS,
-            "lean",
-        ),  # type: ignore[arg-type]
-        otlp_encoder=r.choice(
-            None, "", ("PLATFORM_OTEL_OTLP_ENCODER",), ("fast", "python", "official"), "fast"
-        ),  # type: ignore[arg-type]
-        shutdown_timeout=r.number(
-            kwargs.get("shutdown_timeout"),
-            "shutdown_timeout",
-            ("PLATFORM_OTEL_SHUTDOWN_TIMEOUT",),
-            5.0,
-            lo=0.0,
-        ),
+        log_console=log_console,  # type: ignore[arg-type]
+        log_export=log_export,
+        log_export_access=log_export_access,
+        capture_content=capture_content,
+        fastapi_impl=fastapi_impl,  # type: ignore[arg-type]
+        otlp_encoder=otlp_encoder,  # type: ignore[arg-type]
+        shutdown_timeout=shutdown_timeout,
         sdk_disabled=sdk_disabled,
         strict=strict,
         gpu_interval=r.number(
-            kwargs.get("gpu_interval"),
+            None,
             "gpu_interval",
             ("PLATFORM_OTEL_GPU_INTERVAL",),
             1.0,
@@ -735,9 +852,8 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         http_sanitize_headers=_regex_list(
             r, ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS",)
         ),
-        server_request_hook=_hook(r, kwargs.get("server_request_hook"), "server_request_hook"),
-        server_response_hook=_hook(r, kwargs.get("server_response_hook"), "server_response_hook"),
+        server_request_hook=_hook(r, o.server_request_hook, "server_request_hook"),
+        server_response_hook=_hook(r, o.server_response_hook, "server_response_hook"),
+        invalid_sdk_variables=tuple(invalid_sdk_variables),
+        problems=tuple(r.problems),
     )
-    object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
-    object.__setattr__(settings, "problems", tuple(r.problems))
-    return settings

@@ -115,7 +115,6 @@ def _outage_ended(target: str, signal: str) -> None:
 # module ("cannot import name 'Compression' from partially initialized module 'grpc'",
 # seen with gunicorn --preload). One lock serialises the builds and fork() waits for it.
 _build_lock = threading.Lock()
-_fork_guard_installed = False
 
 
 _FORK_WAIT_S = 2.0  # longest a fork() waits for in-flight exports
@@ -168,16 +167,18 @@ class _ForkGate:
 _gate = _ForkGate()
 
 
-def _install_fork_guard() -> None:
-    global _fork_guard_installed
-    if _fork_guard_installed or not hasattr(os, "register_at_fork"):
-        return
-    _fork_guard_installed = True
-    os.register_at_fork(
-        before=_gate.before_fork,
-        after_in_parent=_gate.after_in_parent,
-        after_in_child=_gate.after_in_child,
-    )
+# Called by init()'s one at-fork hook (platform_otel._telemetry), in this order.
+def _before_fork() -> None:
+    _gate.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    _gate.after_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    """Reset what this module owns: the build lock and fork gate."""
+    _gate.after_in_child()
 
 
 class ResilientExporter:
@@ -420,9 +421,6 @@ def _otlp_factory(signal: str, cfg: SignalSettings, fast: bool = True) -> Callab
         if cfg.headers:
             kwargs["headers"] = dict(cfg.headers)
         if cfg.protocol == "grpc":
-            # gRPC's C core prints INFO lines (e.g. "Got goaway" on every collector restart)
-            # straight to the application's stderr; keep its errors only, unless the user chose.
-            os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
             from grpc import Compression as GrpcCompression
 
             # Always explicit: given none, the exporter re-reads (and chokes on) the variable.
@@ -514,7 +512,6 @@ _CLASSES: dict[str, type[ResilientExporter]] = {
 def make_exporters(signal: str, settings: Settings) -> list[ResilientExporter]:
     """The push exporters configured for ``signal`` (``prometheus`` is a reader, not here)."""
     cfg: SignalSettings = getattr(settings, signal)
-    _install_fork_guard()
     out: list[ResilientExporter] = []
     for name in cfg.exporters:
         if name == "otlp":

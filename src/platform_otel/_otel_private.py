@@ -144,7 +144,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     # -- outside the fast path, through the helpers below ---------------------------
     _R("TracerProvider", "_update_resource", "callable"),
     _R("MeasurementConsumer", "_lock"),
-    _R("MeasurementConsumer", "add_metric_reader", "callable"),
+    _R("MeasurementConsumer", "add_metric_reader", "helper"),
+    _R(
+        "opentelemetry.sdk.metrics._internal.metric_reader_storage", "MetricReaderStorage", "helper"
+    ),
+    _R("MetricReader", "_export_lock", "helper"),
     _R("MeterProvider", "_measurement_consumer"),
     _R("Resource", "_attributes"),
     # Read through the helpers only, each a refinement that does nothing when the name is
@@ -347,8 +351,28 @@ def reset_metric_state(meter_provider: Any) -> bool:
     if consumer is None or not isinstance(storages, dict) or not hasattr(consumer, "_lock"):
         return False
     consumer._lock = threading.Lock()
-    for reader in list(storages):
-        consumer.add_metric_reader(reader)  # replaces the reader's storage with an empty one
+    readers = list(storages)
+    add_metric_reader = getattr(consumer, "add_metric_reader", None)
+    if add_metric_reader is not None:
+        for reader in readers:
+            add_metric_reader(reader)  # replaces the reader's storage with an empty one
+    else:  # SDK < 1.43: what SynchronousMeasurementConsumer.__init__ does
+        try:
+            from opentelemetry.sdk.metrics._internal.metric_reader_storage import (
+                MetricReaderStorage,
+            )
+
+            consumer._reader_storages = {
+                reader: MetricReaderStorage(
+                    consumer._sdk_config,
+                    reader._instrument_class_temporality,
+                    reader._instrument_class_aggregation,
+                )
+                for reader in readers
+            }
+        except Exception:
+            return False
+    for reader in readers:
         # The SDK restarts the reader's thread after fork but keeps its export lock: if the
         # parent was exporting at that moment, the child's reader would block on it forever.
         if hasattr(reader, "_export_lock"):

@@ -27,7 +27,6 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import sys
 import threading
 import time
@@ -160,12 +159,9 @@ _registry_lock = threading.Lock()  # the one lock of this module; never held whi
 
 
 def _after_fork_in_child() -> None:
+    """Called in a forked child by ``init()``'s one at-fork hook (``_telemetry``)."""
     global _registry_lock
     _registry_lock = threading.Lock()  # another thread may have held it at fork time
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _is_proxy(provider: object) -> bool:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["guard", "log_once", "logger", "report_internal_error"]
+__all__ = ["guard", "internal_errors_raise", "log_once", "logger", "report_internal_error"]
 
 logger = logging.getLogger("platform_otel")
 
@@ -42,9 +42,14 @@ def forget(key: str) -> None:
         _seen.discard(key)
 
 
+def internal_errors_raise() -> bool:
+    """True under our own test suite (``PLATFORM_OTEL_RAISE_INTERNAL=1``): re-raise, don't log."""
+    return os.environ.get("PLATFORM_OTEL_RAISE_INTERNAL") == "1"
+
+
 def report_internal_error(where: str) -> None:
     """Record an exception raised by platform-otel itself (call from an ``except`` block)."""
-    if os.environ.get("PLATFORM_OTEL_RAISE_INTERNAL") == "1":
+    if internal_errors_raise():
         raise
     log_once(
         f"internal:{where}",

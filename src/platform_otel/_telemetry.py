@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import Resource
 
 from . import _exporters, _fast, _otel_private
-from ._config import ConfigError, Settings, load_settings
+from ._config import ConfigError, InitOptions, Settings, load_settings
 from ._resource import build_resource, refresh_after_fork
 from ._safety import logger, report_internal_error
 from .instrumentation import InstrumentationContext, IntegrationStatus
@@ -59,7 +60,7 @@ class Telemetry:
         *,
         enabled: bool = True,
         owns_providers: bool = True,
-        init_kwargs: dict[str, Any] | None = None,
+        options: InitOptions | None = None,
     ) -> None:
         self.settings = settings
         self.resource = resource
@@ -71,7 +72,7 @@ class Telemetry:
         self.owns_providers = owns_providers
         self.integrations: list[IntegrationStatus] = []
         self.prometheus_address: tuple[str, int] | None = None
-        self._init_kwargs = init_kwargs or {}
+        self._options = InitOptions() if options is None else options
         self._shutdown_done = False
         self._prometheus_server: Any = None
 
@@ -205,7 +206,6 @@ def _install_propagators(settings: Settings) -> None:
     from importlib.metadata import entry_points
 
     propagators: list[Any] = []
-    usable: list[str] = []
     for name in settings.propagators:
         if name == "tracecontext":
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -226,14 +226,25 @@ def _install_propagators(settings: Settings) -> None:
                 )
                 continue
             propagators.append(found[0].load()())
-        usable.append(name)
     # opentelemetry.propagate raises at import on an OTEL_PROPAGATORS entry it cannot load,
-    # which would crash every instrumented library importing it: hand it the usable list.
-    os.environ["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
+    # which would crash every instrumented library importing it: it sees the usable ones
+    # only (platform_otel._sdk_env; the process environment is left as it is).
     from opentelemetry.propagate import set_global_textmap
     from opentelemetry.propagators.composite import CompositePropagator
 
     set_global_textmap(CompositePropagator(propagators))
+
+
+def _span_limits() -> Any:
+    """Explicit limits in place of the rejected limit variables (None: the SDK reads them)."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    from ._config import span_limit_overrides
+
+    overrides = span_limit_overrides()
+    if not overrides:
+        return None
+    return SpanLimits(**{k: SpanLimits.UNSET if v is None else v for k, v in overrides.items()})
 
 
 def _exemplar_filter(name: str) -> Any:
@@ -291,18 +302,19 @@ def _existing_sdk_providers() -> tuple[Any, Any, Any]:
     )
 
 
-def init(**kwargs: Any) -> Telemetry:
+def init(options: InitOptions | None = None) -> Telemetry:
     """Configure traces, metrics and logs for this process. See ``platform_otel.init``."""
     global _current
+    options = InitOptions() if options is None else options
     with _lock:
         if _current is not None:
-            if kwargs and kwargs != _current._init_kwargs:
+            if options.given() and options != _current._options:
                 logger.warning(
                     "platform-otel: init() was already called with other arguments; "
                     "keeping the first configuration"
                 )
             return _current
-        settings = load_settings(**kwargs)
+        settings = load_settings(options=options)
         problems = list(settings.problems)
         if settings.strict and problems:
             raise ConfigError(problems)
@@ -325,7 +337,7 @@ def init(**kwargs: Any) -> Telemetry:
                 [],
                 enabled=False,
                 owns_providers=False,
-                init_kwargs=kwargs,
+                options=options,
             )
             return _current
 
@@ -337,7 +349,7 @@ def init(**kwargs: Any) -> Telemetry:
         for p in problems:
             logger.warning("platform-otel: %s", p)
 
-        telemetry = _build(settings, prom_reader, kwargs)
+        telemetry = _build(settings, prom_reader, options)
         telemetry._prometheus_server = prom_server
         telemetry.prometheus_address = prom_address
         _current = telemetry
@@ -360,7 +372,7 @@ def init(**kwargs: Any) -> Telemetry:
         return telemetry
 
 
-def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Telemetry:
+def _build(settings: Settings, prom_reader: Any, options: InitOptions) -> Telemetry:
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -369,8 +381,6 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
     from opentelemetry.sdk.trace import TracerProvider
 
     _exporters.mute_sdk_exporter_logs()
-    for name in settings.invalid_sdk_variables:
-        os.environ.pop(name, None)  # already reported; the SDK would raise on it
     _install_propagators(settings)
     _fast.enable(settings.otlp_encoder)  # before the exporters: they encode the fast way or not
     existing_tp, existing_mp, existing_lp = _existing_sdk_providers()
@@ -389,7 +399,10 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
             span_exporters = []
     else:
         tracer_provider = TracerProvider(
-            resource=resource, sampler=_sampler(settings), shutdown_on_exit=False
+            resource=resource,
+            sampler=_sampler(settings),
+            span_limits=_span_limits(),
+            shutdown_on_exit=False,
         )
         trace.set_tracer_provider(tracer_provider)
     for exp in span_exporters:
@@ -457,7 +470,7 @@ def _build(settings: Settings, prom_reader: Any, kwargs: dict[str, Any]) -> Tele
         logger_provider,
         exporters,
         owns_providers=existing_tp is None,
-        init_kwargs=kwargs,
+        options=options,
     )
 
 
@@ -468,7 +481,13 @@ def _register_process_hooks() -> None:
     _fork_hook_registered = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # The package's only at-fork hook. Registered after the SDK providers were built,
+        # so that in the child it runs after theirs (see _push_identity).
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
     _install_sigterm_flush()
 
 
@@ -518,30 +537,62 @@ def _at_exit() -> None:
         telemetry.shutdown()
 
 
+def _before_fork() -> None:
+    try:
+        _exporters._before_fork()  # waits (bounded) for in-flight exports
+    except Exception:
+        report_internal_error("before fork")
+
+
+def _after_fork_in_parent() -> None:
+    try:
+        _exporters._after_fork_in_parent()
+    except Exception:
+        report_internal_error("after fork (parent)")
+
+
 def _after_fork_in_child() -> None:
+    """In a forked child, reset each module's state, in a fixed order.
+
+    Locks and pids first (``_exporters``, ``_pipeline``), then the request path
+    (``_fast``, when present), then this module's telemetry (identity, metrics).
+    A module that was never imported owns no state and is not imported here.
+    """
+    resets: list[tuple[str, Callable[[], None]]] = [("exporters", _exporters._after_fork_in_child)]
+    for module_name, function in (
+        ("_pipeline", "_after_fork_in_child"),
+        ("_fast", "after_fork_in_child"),
+    ):
+        module = sys.modules.get(f"{__package__}.{module_name}")
+        reset = getattr(module, function, None) if module is not None else None
+        if reset is not None:
+            resets.append((module_name.lstrip("_"), reset))
+    resets.append(("telemetry", _reset_telemetry_after_fork))
+    for where, reset in resets:
+        try:
+            reset()
+        except Exception:
+            report_internal_error(f"after fork ({where})")
+
+
+def _reset_telemetry_after_fork() -> None:
     """Give the child its own identity and a clean metric state (see module docstring)."""
     telemetry = _current
     if telemetry is None or not telemetry.enabled:
         return
-    try:
-        if telemetry.resource is not None:
-            refresh_after_fork(telemetry.resource)
-            _push_identity(telemetry)
-        _reset_metric_state(telemetry.meter_provider)
-        _fast.after_fork_in_child()
-        telemetry._prometheus_server = (
-            None  # its thread did not survive the fork; the port is the parent's
-        )
-        import sys
+    if telemetry.resource is not None:
+        refresh_after_fork(telemetry.resource)
+        _push_identity(telemetry)
+    _reset_metric_state(telemetry.meter_provider)
+    telemetry._prometheus_server = (
+        None  # its thread did not survive the fork; the port is the parent's
+    )
+    if "multiprocessing" in sys.modules:
+        import multiprocessing.util as mp_util
 
-        if "multiprocessing" in sys.modules:
-            import multiprocessing.util as mp_util
-
-            # multiprocessing children leave through os._exit(), skipping atexit; a finalizer
-            # registered *after* its bootstrap clears the registry is run on the way out.
-            mp_util.register_after_fork(telemetry, _register_mp_finalizer)
-    except Exception:
-        report_internal_error("after fork")
+        # multiprocessing children leave through os._exit(), skipping atexit; a finalizer
+        # registered *after* its bootstrap clears the registry is run on the way out.
+        mp_util.register_after_fork(telemetry, _register_mp_finalizer)
 
 
 def _push_identity(telemetry: Telemetry) -> None:

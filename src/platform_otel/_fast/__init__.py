@@ -162,8 +162,12 @@ def span_processor_class(exporter: Any) -> type:
 
 
 def after_fork_in_child() -> None:
-    """Reset what the fast path holds per process (called by ``init()``'s one fork hook)."""
-    from . import metrics, queue
+    """Reset what the fast path holds per process (called by ``init()``'s one fork hook).
 
-    queue.after_fork_in_child()
-    metrics.after_fork_in_child()
+    Only modules already imported hold state; nothing is imported inside a fork hook."""
+    import sys
+
+    for name in ("queue", "metrics"):
+        module = sys.modules.get(f"{__name__}.{name}")
+        if module is not None:
+            module.after_fork_in_child()

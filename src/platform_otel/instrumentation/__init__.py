@@ -9,6 +9,10 @@ Each integration is one module in this package exposing:
 
 Modules are imported only when their integration is enabled, so importing
 ``platform_otel`` never imports fastapi, httpx, mcp, ollama or pynvml.
+
+No stdlib module is imported here by a name that a submodule also has
+(``logging``, ``requests``...): importing ``platform_otel.instrumentation.logging``
+sets the package attribute ``logging`` to that submodule, which would shadow it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from dataclasses import dataclass, field
 
 # Not `import logging`: the package attribute `logging` becomes our logging submodule once
 # that integration is imported, and `logging.WARNING` then raised AttributeError.
-from logging import WARNING as _WARNING
+from logging import WARNING
 from typing import TYPE_CHECKING, Any
 
-from .._safety import log_once, report_internal_error
+from .._safety import internal_errors_raise, log_once, logger, report_internal_error
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -130,7 +134,7 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
         if reason:  # an integration may decline, e.g. an unsupported library version
             log_once(
                 f"decline:{name}",
-                getattr(module, "DECLINE_LEVEL", _WARNING),
+                getattr(module, "DECLINE_LEVEL", WARNING),
                 "platform-otel: %s integration disabled: %s",
                 name,
                 reason,
@@ -144,8 +148,21 @@ def _enable_now(name: str, module_name: str, ctx: InstrumentationContext) -> Int
 
 
 def _failed(name: str, exc: Exception) -> IntegrationStatus:
-    report_internal_error(f"instrumentation {name}")
-    log_once(f"enable:{name}", _WARNING, "platform-otel: %s integration disabled: %r", name, exc)
+    """One warning naming the integration and the error; the traceback goes to DEBUG.
+
+    Typically a version the integration does not support (a name missing from an
+    older or newer library): the application runs on without that integration.
+    """
+    if internal_errors_raise():
+        raise  # our own test suite: failures must not hide
+    log_once(
+        f"enable:{name}",
+        WARNING,
+        "platform-otel: %s integration disabled: %r (the application is not affected)",
+        name,
+        exc,
+    )
+    logger.debug("platform-otel: %s integration failed", name, exc_info=exc)
     _declined[name] = f"failed: {exc!r}"
     return IntegrationStatus(name, False, f"failed: {exc!r}")
 

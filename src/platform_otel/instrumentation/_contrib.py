@@ -8,7 +8,6 @@ provider wiring, the stable semantic conventions, and never instrumenting twice
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,9 +25,9 @@ class ContribIntegration:
         self._instrumentor: Any = None
 
     def instrument(self, ctx: InstrumentationContext) -> str | None:
-        # Contrib instrumentors read this once; ask for the stable HTTP names
-        # (http.request.method, url.full, ...) unless the user chose otherwise.
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+        # Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once; init() makes them
+        # see "http" when it is unset (the stable names http.request.method, url.full...),
+        # without writing it into the environment: platform_otel._sdk_env.
         cls = getattr(importlib.import_module(self._module), self._class_name)
         self._instrumentor = instrumentor = cls()
         if instrumentor.is_instrumented_by_opentelemetry:

@@ -83,7 +83,14 @@ _SEVERITY = {
     logging.ERROR: 17,
     logging.CRITICAL: 21,
 }
-_CONTEXT_ATTR = "_platform_otel_context"  # the SpanContext the record was created in
+# The SpanContext each record was created in. Kept beside the record, not in its
+# __dict__: OpenTelemetry's own LoggingHandler (opentelemetry-instrument with logging
+# auto-instrumentation) exports every record attribute, and a SpanContext there became a
+# bogus array attribute (SDK 1.45) or, through the SDK's warning about it, infinite
+# recursion (SDK 1.40).
+_contexts: weakref.WeakKeyDictionary[logging.LogRecord, Any] = weakref.WeakKeyDictionary()
+# Records of exceptions that escaped a request span: that span's context (EXCEPTION_SPAN_ATTR).
+_tagged: weakref.WeakKeyDictionary[logging.LogRecord, Any] = weakref.WeakKeyDictionary()
 # Servers' access loggers: one line per request, the same facts as the request's server span.
 _ACCESS_LOGGERS = frozenset({"uvicorn.access", "gunicorn.access", "hypercorn.access"})
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
@@ -166,7 +173,7 @@ def _install_factory() -> None:
                 tagged = getattr(record.exc_info[1], EXCEPTION_SPAN_ATTR, None)
                 if tagged is not None:
                     ctx = tagged
-                    record._otel_span_context = tagged
+                    _tagged[record] = tagged
             # The record's attribute dict is rebuilt in one step instead of taking nine
             # stores: past ~21 keys a dict is resized and its key table leaves the small-
             # object allocator, and stores one at a time paid that several times per record
@@ -186,10 +193,10 @@ def _install_factory() -> None:
                     "otelTraceSampled": sampled,
                     "service_name": service,
                     "otelServiceName": service,
-                    _CONTEXT_ATTR: ctx,
                 }
             else:
-                record.__dict__ = {**record.__dict__, **outside, _CONTEXT_ATTR: ctx}
+                record.__dict__ = {**record.__dict__, **outside}
+            _contexts[record] = ctx
         except Exception:
             report_internal_error("log record factory")
         return record
@@ -540,7 +547,7 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
         # (PLATFORM_OTEL_LOG_EXPORT_ACCESS): it doubled the OTLP log volume of a web
         # service and cost ~10 % of a hello-world worker's throughput. The console line
         # keeps its trace id.
-        ctx = record.__dict__.get(_CONTEXT_ATTR)
+        ctx = _contexts.get(record)
         if ctx is not None and ctx[5]:  # SpanContext.is_valid
             return
     if in_export() or name.startswith(_SKIP_EXPORT_PREFIXES):
@@ -587,8 +594,8 @@ def _export(record: logging.LogRecord, logger: logging.Logger) -> None:
         if body is None:
             body = _message(record)
     otel_logger = _otel_logger(record.name)
-    tagged = record.__dict__.get("_otel_span_context")
-    span_context = record.__dict__.get(_CONTEXT_ATTR)  # the factory's; the tagged one if any
+    tagged = _tagged.get(record)
+    span_context = _contexts.get(record)  # the factory's; the tagged one if any
     lean = _state.lean
     fields = {
         "timestamp": int(record.created * 1e9),
@@ -799,7 +806,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     settings = ctx.settings
     _state.service_name = settings.service_name
     _state.json_mode = settings.log_format == "json"
-    _state.export_access = bool(getattr(settings, "log_export_access", False))
+    _state.export_access = settings.log_export_access
     _state.logger_provider = ctx.logger_provider
     _state.otel_loggers = {}
     _state.severities = {}
