@@ -97,6 +97,8 @@ def init(
         shutdown_timeout=shutdown_timeout,
         strict=strict,
         exporters=exporters,
+        server_request_hook=server_request_hook,
+        server_response_hook=server_response_hook,
     )
     from . import _sdk_env
 

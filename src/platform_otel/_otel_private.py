@@ -187,7 +187,7 @@ def _build_probes() -> dict[str, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     from opentelemetry.trace import SpanKind, StatusCode
@@ -195,7 +195,24 @@ def _build_probes() -> dict[str, Any]:
     probes: dict[str, Any] = {"SpanKind": SpanKind.SERVER, "StatusCode": StatusCode.OK}
     resource = Resource.create({"service.name": "probe"})
     probes["Resource"] = resource
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    # Every limit and batch setting given: the probes never read (possibly bad) variables.
+    limits = SpanLimits(
+        max_span_attributes=128,
+        max_events=128,
+        max_links=128,
+        max_event_attributes=128,
+        max_link_attributes=128,
+        max_attributes=128,
+        max_attribute_length=SpanLimits.UNSET,
+        max_span_attribute_length=SpanLimits.UNSET,
+    )
+    batch = {
+        "schedule_delay_millis": 60_000,
+        "max_queue_size": 2048,
+        "max_export_batch_size": 512,
+        "export_timeout_millis": 30_000,
+    }
+    tracer_provider = TracerProvider(resource=resource, span_limits=limits, shutdown_on_exit=False)
     probes["TracerProvider"] = tracer_provider
     probes["Tracer"] = tracer_provider.get_tracer("platform_otel.probe")
     probes["SynchronousMultiSpanProcessor"] = getattr(
@@ -203,7 +220,7 @@ def _build_probes() -> dict[str, Any]:
     )
     probes["ParentBased"] = ParentBased(TraceIdRatioBased(1.0))
     probes["ReadableSpan"] = ReadableSpan(name="probe", resource=resource)
-    bsp = BatchSpanProcessor(_NullSpanExporter(), schedule_delay_millis=60_000)  # type: ignore[arg-type]
+    bsp = BatchSpanProcessor(_NullSpanExporter(), **batch)  # type: ignore[arg-type]
     try:
         probes["BatchSpanProcessor"] = bsp
         probes["BatchProcessor"] = getattr(bsp, "_batch_processor", None)
@@ -227,7 +244,7 @@ def _build_probes() -> dict[str, Any]:
         probes["SynchronousMultiLogRecordProcessor"] = getattr(
             logger_provider, "_multi_log_record_processor", None
         )
-        blrp = BatchLogRecordProcessor(_NullSpanExporter(), schedule_delay_millis=60_000)  # type: ignore[arg-type]
+        blrp = BatchLogRecordProcessor(_NullSpanExporter(), **batch)  # type: ignore[arg-type]
         probes["BatchLogRecordProcessor"] = blrp
         blrp.shutdown()  # type: ignore[no-untyped-call]
         logger_provider.shutdown()
