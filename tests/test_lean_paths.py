@@ -40,6 +40,9 @@ from platform_otel._fast.metrics import LeanHistogram
 from platform_otel._fast.otlp import encode_log_record, encode_spans_request
 from platform_otel._fast.queue import EncodingBatchSpanProcessor
 from platform_otel._fast.trace import LeanSpan, lean_tracer
+from tests.support.fixtures import requires_fast_path
+
+pytestmark = requires_fast_path
 
 REMOTE_SAMPLED = SpanContext(
     0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1)

@@ -23,7 +23,10 @@ from opentelemetry.trace import (
 )
 
 from platform_otel._fast.otlp import encode_spans_request
+from tests.support.fixtures import requires_fast_path
 from tests.support.otlp_receiver import OtlpReceiver
+
+pytestmark = requires_fast_path
 
 REMOTE = SpanContext(
     trace_id=0x0AF7651916CD43DD8448EB211C80319C,

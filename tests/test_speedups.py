@@ -20,7 +20,10 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, T
 
 from platform_otel._fast import otlp as _otlp_fast
 from platform_otel._fast.trace import lean_tracer
+from tests.support.fixtures import requires_fast_path
 from tests.test_otlp_fast import _varied_spans
+
+pytestmark = requires_fast_path
 
 
 @pytest.fixture(autouse=True)

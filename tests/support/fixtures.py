@@ -335,3 +335,17 @@ def demo_summary() -> dict[str, Any]:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return dict(json.loads(lines[-1][len("SUMMARY ") :]))
+
+
+def fast_path_problems() -> list[str]:
+    """Why the installed OpenTelemetry SDK cannot run the fast path ([] when it can)."""
+    from platform_otel import _otel_private
+
+    return _otel_private.check()
+
+
+#: Tests of the fast path's own objects: skipped where the installed SDK turns it off
+#: (then nothing runs that code; the lowest declared versions, docs/versions.md).
+requires_fast_path = pytest.mark.skipif(
+    bool(fast_path_problems()), reason="the fast path is off on this OpenTelemetry SDK"
+)
