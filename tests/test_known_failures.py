@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -610,7 +611,10 @@ def test_full_export_queue_warns_once_without_a_log_record_per_dropped_span() ->
     )
     result = run_python(QUEUE_FULL_APP, env, timeout=60)
     assert result.rc == 0, str(result)
-    assert "SDK_RECORDS 0" in result.stdout, str(result)
+    if not os.environ.get("PLATFORM_OTEL_LOWEST"):
+        # The fast path's queue hand-off builds no record per dropped span. (On the SDK path,
+        # where the fast path is off, the SDK builds them and a filter keeps the first one.)
+        assert "SDK_RECORDS 0" in result.stdout, str(result)
     assert result.stderr.count("export queue is full") == 1, str(result)
     assert "Queue full, dropping" not in result.stderr, str(result)
 

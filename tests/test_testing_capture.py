@@ -48,7 +48,10 @@ def test_capture_after_init_sees_request_spans_metrics_and_logs(
     result = run_python(APP, otel_env(otlp_grpc_receiver, service_name="captured"), timeout=60)
     assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
     assert "SPANS=GET /items/{item_id}\n" in result.stdout, str(result)
-    assert "POINTS=1\n" in result.stdout, str(result)
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    if hasattr(MeterProvider, "add_metric_reader"):  # SDK >= 1.4x: a reader can join later
+        assert "POINTS=1\n" in result.stdout, str(result)
     assert "LOG_TRACED=True" in result.stdout, str(result)
     assert "AFTER_CLOSE=1" in result.stdout, str(result)
     otlp_grpc_receiver.wait_for(

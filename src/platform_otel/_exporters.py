@@ -66,10 +66,52 @@ _MUTED_SDK_LOGGERS = {
 }
 
 
-def mute_sdk_exporter_logs() -> None:
-    """Silence the SDK's per-retry and per-item export logs; we report each condition once."""
+_QUEUE_FULL = (
+    "platform-otel: the %s export queue is full: each new item replaces the oldest until "
+    "the exporter catches up (collector unreachable or too slow?). Logged once; see "
+    "OTEL_BSP_MAX_QUEUE_SIZE / OTEL_BLRP_MAX_QUEUE_SIZE."
+)
+
+
+class _QueueFullOnce(logging.Filter):
+    """The SDK batch processors' "Queue full, dropping ..." record, once per kind of item.
+
+    Used on the SDK path, where the processors' own ``emit`` runs: the first record is
+    reworded into platform-otel's one warning, the per-item repeats are dropped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Queue full"):
+            return True
+        kind = (
+            str(record.args[0]) if isinstance(record.args, tuple) and record.args else "telemetry"
+        )
+        if kind in self._seen or len(self._seen) > 8:
+            return False
+        self._seen.add(kind)
+        record.msg, record.args = _QUEUE_FULL, (kind,)
+        return True
+
+
+_queue_full_once = _QueueFullOnce()
+
+
+def mute_sdk_exporter_logs(queue_warning_once: bool = False) -> None:
+    """Silence the SDK's per-retry and per-item export logs; we report each condition once.
+
+    ``queue_warning_once``: the SDK path, where the batch processors' own "Queue full"
+    records are the only sign of a full queue: keep the first of each, reworded.
+    """
     for name, level in _MUTED_SDK_LOGGERS.items():
         lg = logging.getLogger(name)
+        if queue_warning_once and name == "opentelemetry.sdk._shared_internal":
+            if _queue_full_once not in lg.filters:
+                lg.addFilter(_queue_full_once)
+            continue
         if lg.level == logging.NOTSET:  # respect a level the user set on purpose
             lg.setLevel(level)
 

@@ -182,6 +182,13 @@ class _NullSpanExporter:
         return True
 
 
+# Probe objects stay referenced: SDK 1.40's batch processors register an at-fork callback
+# through a weak reference and fail loudly in every forked child once the processor is gone.
+# Shut down, a kept probe costs a child one thread that exits at once. (One set per process:
+# check() caches its result.)
+_kept_probes: list[dict[str, Any]] = []
+
+
 def _build_probes() -> dict[str, Any]:
     """Small, private instances of the installed SDK's classes (nothing global, shut down)."""
     from opentelemetry.sdk.metrics import MeterProvider
@@ -252,6 +259,7 @@ def _build_probes() -> dict[str, Any]:
         pass  # each log requirement then reports its own probe as missing
     meter_provider.shutdown()
     tracer_provider.shutdown()
+    _kept_probes.append(probes)
     return probes
 
 

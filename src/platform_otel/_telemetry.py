@@ -380,9 +380,9 @@ def _build(settings: Settings, prom_reader: Any, options: InitOptions) -> Teleme
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
-    _exporters.mute_sdk_exporter_logs()
     _install_propagators(settings)
     _fast.enable(settings.otlp_encoder)  # before the exporters: they encode the fast way or not
+    _exporters.mute_sdk_exporter_logs(queue_warning_once=not _fast.active())
     existing_tp, existing_mp, existing_lp = _existing_sdk_providers()
     resource = build_resource(settings)
     exporters: list[_exporters.ResilientExporter] = []
