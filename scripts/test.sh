@@ -64,9 +64,10 @@ if [ -z "${PLATFORM_OTEL_SKIP_LOWEST:-}" ]; then
   step "virtual environment .venv-lowest (lowest declared versions)"
   [ -x .venv-lowest/bin/python ] || "$PY" -m venv .venv-lowest || exit 1
   .venv-lowest/bin/python -m pip install -q --upgrade pip >/dev/null
-  # shellcheck disable=SC2046
-  .venv-lowest/bin/python -m pip install -q -e . $("$PY" scripts/lowest_pins.py) \
-    pytest pytest-asyncio pytest-timeout || exit 1
+  # The direct dependencies at their floors (constraints), the test tools at their newest.
+  pins=$(mktemp) && "$PY" scripts/lowest_pins.py > "$pins" || exit 1
+  .venv-lowest/bin/python -m pip install -q -e '.[dev]' -c "$pins" || exit 1
+  rm -f "$pins"
   step "pytest at the lowest declared versions"
   # Deselected: the demo's proof that the MCP server session ends before the final flush.
   # At these versions (fastapi 0.100 / starlette 0.27, uvicorn 0.23.1) the demo's MCP server
