@@ -349,8 +349,10 @@ def test_memory_stays_bounded_while_collector_is_down() -> None:
     result = run_python(MEMORY_APP, env, timeout=60)
     assert result.rc == 0, str(result)
     growth = float(_values(result.stdout)["GROWTH_MB"])
-    # unbounded buffering of 30k spans + 30k log records is well over 100 MB
-    assert growth < 30, str(result)
+    # Unbounded buffering of 30k spans + 30k log records is well over 100 MB. The SDK path
+    # (the fast path off, at the lowest declared versions) queues span and log objects
+    # instead of encoded bytes: the same bounded queues hold more memory.
+    assert growth < (45 if os.environ.get("PLATFORM_OTEL_LOWEST") else 30), str(result)
 
 
 JSON_APP = """
