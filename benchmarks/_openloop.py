@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/_openloop.py URL SECONDS RATE CONNECTIONS [--drain S] [--late-ms MS]
-                                   [--latencies FILE]
+    python benchmarks/_openloop.py URL SECONDS RATE CONNECTIONS [--warmup S] [--drain S]
+                                   [--late-ms MS] [--latencies FILE]
 
 Prints one JSON object (``p50_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``rate``,
 ``target_rate``, ``requests``, ``errors``, ``late``, ``unfinished``, ``lag_p99_ms``,
@@ -23,7 +23,8 @@ first-out (the hot ones stay hot, idle ones are dropped before the server's keep
 timeout closes them). When all ``CONNECTIONS`` are busy, requests queue here in order
 and go out on the next free connection, their latency still counted from schedule.
 
-Requests still unanswered ``--drain`` seconds after the last one was scheduled are
+``--warmup S`` runs the same schedule for ``S`` seconds first without recording it (the
+pool's connections get opened, the server settles at the rate). Requests still unanswered ``--drain`` seconds after the last one was scheduled are
 ``unfinished``: they enter the percentiles with the time they had waited by then (a
 lower bound), so a server that falls behind cannot look better by not answering.
 
@@ -145,6 +146,7 @@ class _Generator:
         self.keep_samples = False
         self.lags: list[float] = []
         self.last_answer = 0.0
+        self.measure_from = 0.0  # requests scheduled before this are the unmeasured warmup
         self.late = 0
         self.errors = 0
         self.done = asyncio.Event()
@@ -152,6 +154,8 @@ class _Generator:
 
     # -- bookkeeping called by connections
     def record_send(self, scheduled: float, now: float) -> None:
+        if scheduled < self.measure_from:
+            return
         lag = now - scheduled
         self.lags.append(lag)
         if lag > self.late_s:
@@ -159,6 +163,10 @@ class _Generator:
 
     def record_done(self, scheduled: float, now: float, ok: bool) -> None:
         self.in_flight.discard(scheduled)
+        if not self.in_flight:
+            self.done.set()
+        if scheduled < self.measure_from:
+            return
         self.last_answer = now
         if ok:
             self.latencies.append(now - scheduled)
@@ -166,8 +174,6 @@ class _Generator:
                 self.samples.append((scheduled, now - scheduled))
         else:
             self.errors += 1
-        if not self.in_flight:
-            self.done.set()
 
     def release(self, conn: _Conn, now: float) -> None:
         if self.pending:
@@ -213,9 +219,7 @@ class _Generator:
 
     async def _connect_and_send(self, scheduled: float) -> None:
         try:
-            _, conn = await self.loop.create_connection(
-                lambda: _Conn(self), self.host, self.port
-            )
+            _, conn = await self.loop.create_connection(lambda: _Conn(self), self.host, self.port)
         except OSError:
             self.open -= 1
             self.errors += 1
@@ -233,6 +237,7 @@ async def run(
     connections: int,
     *,
     drain: float = 2.0,
+    warmup: float = 0.0,
     late_ms: float = 5.0,
     latencies_path: str | None = None,
 ) -> dict[str, Any]:
@@ -241,22 +246,24 @@ async def run(
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     gen = _Generator(host, port, parts.path or "/", connections, late_ms / 1000.0)
     gen.keep_samples = latencies_path is not None
-    total = max(1, int(seconds * rate))
     interval = 1.0 / rate
+    measured = max(1, int(seconds * rate))
+    total = int(warmup * rate) + measured
     cpu0 = time.process_time()
-    start = time.monotonic() + 0.05
+    begin = time.monotonic() + 0.05
+    start = gen.measure_from = begin + (total - measured) * interval
     i = 0
     while i < total:
         now = time.monotonic()
-        due = start + i * interval
+        due = begin + i * interval
         if due > now:
             await asyncio.sleep(due - now)
             continue
         while i < total and due <= now:  # everything that fell due while we slept
             gen.dispatch(due, now)
             i += 1
-            due = start + i * interval
-    end = start + total * interval
+            due = begin + i * interval
+    end = begin + total * interval
     deadline = max(end, time.monotonic()) + drain
     if gen.in_flight:
         try:
@@ -265,7 +272,7 @@ async def run(
             pass
     cpu = time.process_time() - cpu0
     # Unanswered by the deadline: counted with the wait they had so far (a lower bound).
-    unfinished = sorted(gen.in_flight)
+    unfinished = sorted(s for s in gen.in_flight if s >= start)
     stop = time.monotonic()
     lat = sorted(gen.latencies + [stop - s for s in unfinished])
     lags = sorted(gen.lags)
@@ -279,8 +286,8 @@ async def run(
     return {
         "target_rate": rate,
         # answers per second, from the first scheduled request to the last answer
-        "rate": round(answered / max(gen.last_answer - start, total * interval), 1),
-        "requests": total,
+        "rate": round(answered / max(gen.last_answer - start, measured * interval), 1),
+        "requests": measured,
         "answered": answered,
         "errors": gen.errors,
         "unfinished": len(unfinished),
@@ -295,6 +302,7 @@ async def run(
         "connections_used": gen.used,
         "cpu_s": round(cpu, 3),
         "seconds": seconds,
+        "warmup_s": warmup,
     }
 
 
@@ -305,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rate", type=float, help="requests per second")
     parser.add_argument("connections", type=int, help="most keep-alive connections to open")
     parser.add_argument("--drain", type=float, default=2.0, help="wait for answers after the end")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds at the rate before measuring"
+    )
     parser.add_argument("--late-ms", type=float, default=5.0, help="a send this late is 'late'")
     parser.add_argument("--latencies", default=None, help="write 'scheduled latency_ms' lines")
     args = parser.parse_args(argv)
@@ -316,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             args.rate,
             args.connections,
             drain=args.drain,
+            warmup=args.warmup,
             late_ms=args.late_ms,
             latencies_path=args.latencies,
         )
