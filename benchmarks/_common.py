@@ -376,7 +376,8 @@ class OpenLoad:
     errors: int
     late: int
     unfinished: int
-    lag_p99_ms: float
+    queued: int
+    gen_lag_p99_ms: float
 
 
 def open_loop(

@@ -6,8 +6,8 @@ Usage::
                                    [--late-ms MS] [--latencies FILE]
 
 Prints one JSON object (``p50_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``rate``,
-``target_rate``, ``requests``, ``errors``, ``late``, ``unfinished``, ``lag_p99_ms``,
-``connections_used``, ``cpu_s``).
+``target_rate``, ``requests``, ``answered``, ``errors``, ``late``, ``queued``,
+``unfinished``, ``lag_p99_ms``, ``gen_lag_p99_ms``, ``connections_used``, ``cpu_s``).
 
 Why open loop: a closed-loop generator (wrk, ``_loadgen.py``) sends the next request on a
 connection only after the previous answer, so while the server stalls it simply stops
@@ -30,8 +30,10 @@ lower bound), so a server that falls behind cannot look better by not answering.
 
 It runs in its own process (the server under test must not share its interpreter),
 with the garbage collector off. The loop's timers have about 1 ms resolution (epoll), so
-requests leave in small batches; ``lag_p99_ms`` (actual send time minus scheduled
-time) shows the generator's own delay, and ``cpu_s`` its CPU use.
+requests leave in small batches. ``gen_lag_p99_ms`` (when the generator got to a request
+minus its scheduled time) is the generator's own delay: high, it was starved of CPU and
+the latencies include that; ``lag_p99_ms`` adds waits for a free connection (``queued``:
+how many requests had one); ``cpu_s`` is its CPU use.
 """
 
 from __future__ import annotations
@@ -144,7 +146,9 @@ class _Generator:
         self.latencies: list[float] = []
         self.samples: list[tuple[float, float]] = []  # (scheduled, latency) when dumping
         self.keep_samples = False
-        self.lags: list[float] = []
+        self.lags: list[float] = []  # send time - scheduled time, waits for a connection included
+        self.gen_lags: list[float] = []  # dispatch time - scheduled time: the generator behind
+        self.queued = 0  # requests that waited for a free connection
         self.last_answer = 0.0
         self.measure_from = 0.0  # requests scheduled before this are the unmeasured warmup
         self.late = 0
@@ -198,6 +202,9 @@ class _Generator:
     def dispatch(self, scheduled: float, now: float) -> None:
         self.in_flight.add(scheduled)
         self.done.clear()
+        measured = scheduled >= self.measure_from
+        if measured:
+            self.gen_lags.append(now - scheduled)  # the generator's own delay
         while self.idle:
             conn = self.idle.pop()
             if conn.closed:
@@ -211,6 +218,7 @@ class _Generator:
             self._open_for(scheduled)
         else:
             self.pending.append(scheduled)
+            self.queued += measured
 
     def _open_for(self, scheduled: float) -> None:
         self.open += 1
@@ -276,6 +284,7 @@ async def run(
     stop = time.monotonic()
     lat = sorted(gen.latencies + [stop - s for s in unfinished])
     lags = sorted(gen.lags)
+    gen_lags = sorted(gen.gen_lags)
     answered = len(gen.latencies)
     if latencies_path is not None:
         with open(latencies_path, "w") as fh:
@@ -295,6 +304,8 @@ async def run(
         "late_ms": late_ms,
         "lag_p99_ms": round(percentile(lags, 99) * 1000, 3),
         "lag_max_ms": round((lags[-1] if lags else float("nan")) * 1000, 3),
+        "gen_lag_p99_ms": round(percentile(gen_lags, 99) * 1000, 3),
+        "queued": gen.queued,
         "p50_ms": round(percentile(lat, 50) * 1000, 3),
         "p99_ms": round(percentile(lat, 99) * 1000, 3),
         "p999_ms": round(percentile(lat, 99.9) * 1000, 3),

@@ -205,6 +205,8 @@ def _open_loop_rows(
         saturated = answered < 0.95 * rate
         is_ours = mode.startswith("platform") and not mode.endswith("-sampled")
         ratio = p99 / base_p99 if base_p99 else None
+        # As for throughput: each round against the uninstrumented run of the same round.
+        pairs = [r.p99_ms / b.p99_ms for r, b in zip(rs, runs[base_label], strict=True) if b.p99_ms]
         unfinished = sum(r.unfinished for r in rs)
         errors = sum(r.errors for r in rs)
         rows.append(
@@ -220,10 +222,12 @@ def _open_loop_rows(
                 notes=(
                     f"p50 {median([r.p50_ms for r in rs]):.1f} ms, "
                     f"p99.9 {median([r.p999_ms for r in rs]):.1f} ms; "
+                    f"median of per-round p99 ratios {median(pairs):.2f}x; "
                     f"answered {answered:.0f} of {rate:.0f} req/s scheduled"
                     + (" (saturated: the queue grows with the run)" if saturated else "")
                     + f"; {sum(r.late for r in rs)} of {sum(r.requests for r in rs)} requests "
-                    "sent > 5 ms late"
+                    f"sent > 5 ms late ({sum(r.queued for r in rs)} waited for a connection; "
+                    f"generator's own delay p99 {median([r.gen_lag_p99_ms for r in rs]):.1f} ms)"
                     + (f"; {unfinished} unanswered after the drain" if unfinished else "")
                     + (f"; {errors} errors" if errors else "")
                     + f"; {len(rs)} round(s) x {seconds:g}s, open loop"
@@ -234,6 +238,7 @@ def _open_loop_rows(
                 openloop_p999_ms=[r.p999_ms for r in rs],
                 openloop_answered_rate=[r.rate for r in rs],
                 openloop_late=[r.late for r in rs],
+                openloop_gen_lag_p99_ms=[r.gen_lag_p99_ms for r in rs],
                 openloop_unfinished=[r.unfinished for r in rs],
                 openloop_errors=[r.errors for r in rs],
                 saturated=saturated,
