@@ -199,3 +199,26 @@ def test_fastapi_scenario_reports_open_loop_p99_at_one_rate_for_every_case(
     assert ours["ratio"] == pytest.approx(ours["value"] / base["value"], rel=1e-3)
     assert ours["target"] == "<= 2x uninstrumented"
     assert ours["ok"] == (ours["ratio"] <= 2.0)
+
+
+def test_open_loop_counts_unanswered_requests_with_the_time_they_waited() -> None:
+    """A server that stops answering must not look fast: requests still unanswered after the
+    drain enter the percentiles with the wait they had so far, and are reported."""
+    import json
+    import subprocess
+
+    server, url = _start_tiny_server("--stall-after", "50", "--stall-ms", "5000")
+    try:
+        out = subprocess.run(
+            [sys.executable, str(BENCH / "_openloop.py"), url, "1", "200", "32", "--drain", "0.5"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    finally:
+        server.kill()
+        server.wait()
+    result = json.loads(out)
+    assert result["answered"] < 50 and result["unfinished"] >= 150, result
+    assert result["p50_ms"] >= 500.0 and result["p99_ms"] >= 1000.0, result
