@@ -49,7 +49,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import load, median, open_loop, row, server, sink, standard_server_deps
+from _common import (
+    OpenLoad,
+    load,
+    median,
+    open_loop,
+    row,
+    server,
+    sink,
+    standard_server_deps,
+)
 
 __all__ = ["CASES", "run"]
 
@@ -122,7 +131,7 @@ def run(quick: bool, only_modes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
             p99: dict[str, list[float]] = {c[0]: [] for c in run_cases}
             exported: dict[str, list[float]] = {c[0]: [] for c in run_cases}
             errors: dict[str, int] = {c[0]: 0 for c in run_cases}
-            ol_runs: dict[str, list[Any]] = {c[0]: [] for c in run_cases}
+            ol_runs: dict[str, list[OpenLoad]] = {c[0]: [] for c in run_cases}
             ol_rate = 0.0  # fixed for the scenario once the first uninstrumented run is done
             for _ in range(rounds):
                 for label, mode, wrapper in run_cases:
@@ -188,7 +197,7 @@ def run(quick: bool, only_modes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
 def _open_loop_rows(
     scenario: str,
     run_cases: list[tuple[str, str, bool]],
-    runs: dict[str, list[Any]],
+    runs: dict[str, list[OpenLoad]],
     rate: float,
     seconds: float,
 ) -> list[dict[str, Any]]:
