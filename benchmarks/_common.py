@@ -28,11 +28,13 @@ __all__ = [
     "PYTHON",
     "REPO",
     "Load",
+    "OpenLoad",
     "Server",
     "Sink",
     "free_port",
     "load",
     "median",
+    "open_loop",
     "row",
     "rss_kib",
     "server",
@@ -358,6 +360,44 @@ def load(url: str, seconds: float, connections: int = 32) -> Load:
     if shutil.which("wrk"):
         return _wrk(url, seconds, connections)
     return _python_load(url, seconds, connections)
+
+
+@dataclass
+class OpenLoad:
+    """An open-loop run (``_openloop.py``): latencies counted from each request's scheduled time."""
+
+    target_rate: float
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    requests: int
+    answered: int
+    errors: int
+    late: int
+    unfinished: int
+    queued: int
+    gen_lag_p99_ms: float
+
+
+def open_loop(
+    url: str,
+    seconds: float,
+    rate: float,
+    connections: int = 256,
+    drain: float = 2.0,
+    warmup: float = 0.0,
+) -> OpenLoad:
+    """Send GETs to ``url`` at a fixed ``rate`` for ``seconds`` (``benchmarks/_openloop.py``,
+    its own process); a server that falls behind is measured by how long requests wait."""
+    import json
+
+    cmd = [PYTHON, str(BENCH_DIR / "_openloop.py"), url, str(seconds), str(rate)]
+    cmd = [*cmd, str(connections), "--drain", str(drain), "--warmup", str(warmup)]
+    cmd = _pinned(cmd, "load")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    res = json.loads(out)
+    return OpenLoad(**{k: res[k] for k in OpenLoad.__dataclass_fields__})
 
 
 def host_info() -> dict[str, Any]:

@@ -30,6 +30,16 @@ and both official cases. The server's own work per request is about a
 third smaller there, so the same telemetry is a larger share of it.
 ``BENCH_FASTAPI_EXTRA=lean-manual`` adds the lean path with hand-built providers
 (no ``init()``).
+
+Tail latency under a fixed rate: after its throughput run, every case gets the same
+open-loop load (``_openloop.py``: requests scheduled at a fixed rate, latency from each
+request's scheduled time, so a server that falls behind is charged for the wait).
+The rate is ``BENCH_OPENLOOP_FRACTION`` (default 0.5) of the uninstrumented case's
+throughput in the first round of the scenario, so the bare app runs well below
+capacity; ``BENCH_OPENLOOP_SECONDS`` (default 5, ``--quick``: 2) per run, after 1 s
+(``--quick``: 0.5 s) at the same rate that is not recorded. These rows
+compare p99 against the uninstrumented p99 at that rate (target for ``init()``:
+at most 2x); a case that cannot sustain the rate is marked saturated.
 """
 
 from __future__ import annotations
@@ -39,7 +49,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import load, median, row, server, sink, standard_server_deps
+from _common import (
+    OpenLoad,
+    load,
+    median,
+    open_loop,
+    row,
+    server,
+    sink,
+    standard_server_deps,
+)
 
 __all__ = ["CASES", "run"]
 
@@ -63,12 +82,24 @@ CASES: list[tuple[str, str, bool]] = [
 ]
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+OPENLOOP_TARGET = 2.0  # init()'s open-loop p99 at most this many times the uninstrumented p99
+
+
+def run(quick: bool, only_modes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``only_modes``: run just the cases with these ``BENCH_MODE`` values (the test's
+    short run); the first case kept must be the uninstrumented one."""
     rounds = 1 if quick else int(os.environ.get("BENCH_ROUNDS", "3"))
     seconds = 3.0 if quick else float(os.environ.get("BENCH_SECONDS", "10"))
     warmup = 1.0 if quick else 2.0
     connections = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+    ol_fraction = float(os.environ.get("BENCH_OPENLOOP_FRACTION", "0.5"))
+    ol_seconds = float(os.environ.get("BENCH_OPENLOOP_SECONDS", "2" if quick else "5"))
+    ol_drain = 1.0 if quick else 2.0
+    ol_warmup = 0.5 if quick else 1.0  # same rate, not recorded: connections open, exporter settles
+    ol_connections = int(os.environ.get("BENCH_OPENLOOP_CONNECTIONS", "256"))
     cases = list(CASES)
+    if only_modes:
+        cases = [c for c in cases if c[1] in only_modes and not (c[1] == "none" and c[2])]
     for extra in filter(None, os.environ.get("BENCH_FASTAPI_EXTRA", "").split(",")):
         cases.append((f"{extra} (hand-built providers)", extra, False))
     # (name, access log, extra PYTHONPATH for the server, cases)
@@ -100,6 +131,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             p99: dict[str, list[float]] = {c[0]: [] for c in run_cases}
             exported: dict[str, list[float]] = {c[0]: [] for c in run_cases}
             errors: dict[str, int] = {c[0]: 0 for c in run_cases}
+            ol_runs: dict[str, list[OpenLoad]] = {c[0]: [] for c in run_cases}
+            ol_rate = 0.0  # fixed for the scenario once the first uninstrumented run is done
             for _ in range(rounds):
                 for label, mode, wrapper in run_cases:
                     before = s.counts().get("traces", {}).get("bytes", 0)
@@ -112,6 +145,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     ) as srv:
                         load(srv.url, warmup, connections)
                         result = load(srv.url, seconds, connections)
+                        if not ol_rate:
+                            ol_rate = round(max(1.0, result.rps * ol_fraction))
+                        ol = open_loop(
+                            srv.url, ol_seconds, ol_rate, ol_connections, ol_drain, ol_warmup
+                        )
                     time.sleep(0.3)  # let the final flush land before reading the counts
                     after = s.counts().get("traces", {}).get("bytes", 0)
                     if s.proc.poll() is not None:  # every export would fail from here on
@@ -119,7 +157,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     rps[label].append(result.rps)
                     p99[label].append(result.p99_ms)
                     errors[label] += result.errors
-                    total = result.requests + 1
+                    ol_runs[label].append(ol)
+                    total = result.requests + ol.answered + 1
                     exported[label].append((after - before) / total)
             base = median(rps[run_cases[0][0]])
             base_p99 = median(p99[run_cases[0][0]])
@@ -151,4 +190,67 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         p99_ms=p99[label],
                     )
                 )
+            rows.extend(_open_loop_rows(scenario, run_cases, ol_runs, ol_rate, ol_seconds))
+    return rows
+
+
+def _open_loop_rows(
+    scenario: str,
+    run_cases: list[tuple[str, str, bool]],
+    runs: dict[str, list[OpenLoad]],
+    rate: float,
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """One row per case: median open-loop p99 over rounds, against the uninstrumented one."""
+    base_label = run_cases[0][0]
+    base_p99 = median([r.p99_ms for r in runs[base_label]])
+    rows: list[dict[str, Any]] = []
+    for label, mode, _ in run_cases:
+        rs = runs[label]
+        p99 = median([r.p99_ms for r in rs])
+        answered = median([r.rate for r in rs])
+        # Below 95% of the scheduled rate the server cannot keep up: its queue (and p99) grows
+        # with the run's length, so the ratio says "saturated" more than it measures a tail.
+        saturated = answered < 0.95 * rate
+        is_ours = mode.startswith("platform") and not mode.endswith("-sampled")
+        ratio = p99 / base_p99 if base_p99 else None
+        # As for throughput: each round against the uninstrumented run of the same round.
+        pairs = [r.p99_ms / b.p99_ms for r, b in zip(rs, runs[base_label], strict=True) if b.p99_ms]
+        unfinished = sum(r.unfinished for r in rs)
+        errors = sum(r.errors for r in rs)
+        rows.append(
+            row(
+                f"fastapi open-loop p99 at {rate:.0f} req/s ({scenario})",
+                label,
+                p99,
+                "ms",
+                baseline=base_p99,
+                higher_is_better=False,
+                target=f"<= {OPENLOOP_TARGET:g}x uninstrumented" if is_ours else "",
+                ok=(ratio is not None and ratio <= OPENLOOP_TARGET) if is_ours else None,
+                notes=(
+                    f"p50 {median([r.p50_ms for r in rs]):.1f} ms, "
+                    f"p99.9 {median([r.p999_ms for r in rs]):.1f} ms; "
+                    f"median of per-round p99 ratios {median(pairs):.2f}x; "
+                    f"answered {answered:.0f} of {rate:.0f} req/s scheduled"
+                    + (" (saturated: the queue grows with the run)" if saturated else "")
+                    + f"; {sum(r.late for r in rs)} of {sum(r.requests for r in rs)} requests "
+                    f"sent > 5 ms late ({sum(r.queued for r in rs)} waited for a connection; "
+                    f"generator's own delay p99 {median([r.gen_lag_p99_ms for r in rs]):.1f} ms)"
+                    + (f"; {unfinished} unanswered after the drain" if unfinished else "")
+                    + (f"; {errors} errors" if errors else "")
+                    + f"; {len(rs)} round(s) x {seconds:g}s, open loop"
+                ),
+                openloop_rate=rate,
+                openloop_p99_ms=[r.p99_ms for r in rs],
+                openloop_p50_ms=[r.p50_ms for r in rs],
+                openloop_p999_ms=[r.p999_ms for r in rs],
+                openloop_answered_rate=[r.rate for r in rs],
+                openloop_late=[r.late for r in rs],
+                openloop_gen_lag_p99_ms=[r.gen_lag_p99_ms for r in rs],
+                openloop_unfinished=[r.unfinished for r in rs],
+                openloop_errors=[r.errors for r in rs],
+                saturated=saturated,
+            )
+        )
     return rows
