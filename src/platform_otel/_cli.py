@@ -86,6 +86,16 @@ def _doctor(as_json: bool) -> int:
                 pass
             state = f"will be enabled ({library}{version} installed)"
         integrations.append({"name": name, "state": state})
+    from .instrumentation._entry_points import plan
+
+    contrib = [
+        {
+            "name": p.name,
+            "package": p.distribution,
+            "state": f"will be enabled ({p.reason})" if p.action == "enable" else f"skipped: {p.reason}",
+        }
+        for p in plan(settings.disabled_integrations)
+    ]
     endpoints = []
     healthy = not settings.problems
     for signal in ("traces", "metrics", "logs"):
@@ -119,6 +129,7 @@ def _doctor(as_json: bool) -> int:
         "settings": settings.as_dict(),
         "problems": [str(p) for p in settings.problems],
         "integrations": integrations,
+        "instrumentations": contrib,
         "endpoints": endpoints,
         "healthy": healthy,
     }
@@ -135,6 +146,11 @@ def _doctor(as_json: bool) -> int:
     print("\nIntegrations:")
     for item in integrations:
         print(f"  {item['name']:<9} {item['state']}")
+    print("\nInstalled OpenTelemetry instrumentations (opentelemetry_instrumentor entry points):")
+    for item in contrib:
+        print(f"  {item['name']:<12} {item['state']}  [{item['package']}]")
+    if not contrib:
+        print("  none")
     print("\nOTLP endpoints:")
     for e in endpoints:
         mark = "ok " if e["ok"] else "ERR"

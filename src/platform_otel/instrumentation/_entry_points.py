@@ -1,0 +1,335 @@
+"""Every OpenTelemetry instrumentation package installed beside platform-otel, enabled by ``init()``.
+
+``opentelemetry-instrument`` enables each instrumentor registered under the
+``opentelemetry_instrumentor`` entry points; ``init()`` does the same, with the
+providers it built, so ``pip install opentelemetry-instrumentation-redis`` is
+all a service needs for Redis spans. The differences, and why:
+
+* **Cheap at start-up.** An entry point is loaded (which imports the
+  instrumented library) only when the library is installed at a supported
+  version, checked from package metadata alone
+  (``get_dist_dependency_conflicts``). When the library is not imported yet,
+  the instrumentor is enabled by a post-import hook the moment the application
+  imports it, so a service pays nothing for a driver it never uses.
+* **Own integrations first.** ``fastapi``, ``starlette``, ``asgi``, ``httpx``,
+  ``requests`` and ``logging`` are covered by platform-otel's own integrations;
+  their entry points are skipped, so no request is traced twice.
+* **Quiet and safe.** A missing or unsupported library gives one info line; a
+  failing instrumentor gives one warning; nothing raises into the application.
+* **Configurable the OpenTelemetry way.** ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``
+  (and ``init(disable=...)`` / ``PLATFORM_OTEL_DISABLE``) names entry points to
+  skip; ``*`` skips all of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass
+from importlib.metadata import Distribution, EntryPoint, PackageNotFoundError, entry_points
+from typing import TYPE_CHECKING, Any
+
+from .._safety import log_once, report_internal_error
+from . import IntegrationStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from . import InstrumentationContext
+
+__all__ = ["GROUP", "OWN_INTEGRATIONS", "Plan", "disable_all", "enable_installed", "plan"]
+
+GROUP = "opentelemetry_instrumentor"
+
+# Entry-point name -> the platform-otel integration that already covers it. FastAPI apps are
+# ASGI/Starlette apps: instrumenting those layers too would give each request twice.
+OWN_INTEGRATIONS: dict[str, str] = {
+    "fastapi": "fastapi",
+    "starlette": "fastapi",
+    "asgi": "fastapi",
+    "httpx": "httpx",
+    "requests": "requests",
+    "logging": "logging",
+}
+
+_WILDCARD = "*"
+
+_logger = logging.getLogger("platform_otel")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``init()`` will do with one entry point, decided without importing anything."""
+
+    name: str
+    distribution: str  # "opentelemetry-instrumentation-redis 0.66b2"
+    action: str  # "enable", "skip"
+    reason: str
+    modules: tuple[str, ...] = ()  # import names of the instrumented library (for deferral)
+    entry_point: EntryPoint | None = None
+
+
+_active: dict[str, Any] = {}  # name -> instrumentor instance we instrumented
+_pending: dict[str, str] = {}  # name -> module whose import will enable it
+_states: dict[str, IntegrationStatus] = {}
+
+
+def _dist_label(dist: Distribution | None) -> str:
+    if dist is None:
+        return "?"
+    try:
+        return f"{dist.metadata['Name']} {dist.version}"
+    except Exception:
+        return "?"
+
+
+def _instrumented_requirements(dist: Distribution) -> list[str]:
+    """Names of the distributions an instrumentation instruments (its ``instruments`` extras)."""
+    from packaging.requirements import Requirement
+
+    names: list[str] = []
+    for line in dist.requires or ():
+        if "instruments" not in line:
+            continue
+        try:
+            req = Requirement(line)
+        except Exception:
+            continue
+        marker = req.marker
+        if marker is not None and (
+            marker.evaluate({"extra": "instruments"})
+            or marker.evaluate({"extra": "instruments-any"})
+        ):
+            names.append(req.name)
+    return names
+
+
+def _top_level_modules(dist_name: str) -> tuple[str, ...]:
+    """Import names a distribution provides (``PyMySQL`` -> ``pymysql``), from its metadata."""
+    try:
+        from importlib.metadata import distribution
+
+        dist = distribution(dist_name)
+    except PackageNotFoundError:
+        return ()
+    top = dist.read_text("top_level.txt")
+    if top:
+        return tuple(m.strip() for m in top.split() if m.strip() and not m.startswith("_"))
+    modules: list[str] = []
+    for f in dist.files or ():
+        parts = f.parts
+        if not parts or parts[0].endswith((".dist-info", ".egg-info", ".data")) or ".." in parts:
+            continue
+        head = parts[0]
+        if len(parts) == 1:
+            if not head.endswith(".py"):
+                continue
+            head = head[:-3]
+        if head.isidentifier() and not head.startswith("_") and head not in modules:
+            modules.append(head)
+    return tuple(modules)
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def _conflict_text(conflict: Any) -> str:
+    text = str(conflict)
+    return text.replace("This instrumentation ", "", 1) if text else "dependency conflict"
+
+
+def _disabled_names(disabled: Iterable[str]) -> set[str]:
+    return {d.strip() for d in disabled if d and d.strip()}
+
+
+def plan(disabled: Iterable[str] = ()) -> list[Plan]:
+    """Decide, from metadata only, what happens to each registered instrumentation."""
+    from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+
+    off = _disabled_names(disabled)
+    plans: list[Plan] = []
+    seen: set[str] = set()
+    for ep in entry_points(group=GROUP):
+        name = ep.name
+        if name in seen:  # the same package seen twice on sys.path
+            continue
+        seen.add(name)
+        dist = getattr(ep, "dist", None)
+        label = _dist_label(dist)
+        if name in off or _WILDCARD in off:
+            plans.append(Plan(name, label, "skip", "disabled by configuration"))
+            continue
+        if name in OWN_INTEGRATIONS:
+            plans.append(
+                Plan(
+                    name,
+                    label,
+                    "skip",
+                    f"covered by platform-otel's own {OWN_INTEGRATIONS[name]!r} integration",
+                )
+            )
+            continue
+        try:
+            conflict = get_dist_dependency_conflicts(dist) if dist is not None else None
+        except Exception as exc:
+            plans.append(Plan(name, label, "skip", f"cannot read its metadata: {exc!r}"))
+            continue
+        if conflict is not None:
+            plans.append(Plan(name, label, "skip", _conflict_text(conflict)))
+            continue
+        modules: tuple[str, ...] = ()
+        libraries: list[str] = []
+        if dist is not None:
+            required = _instrumented_requirements(dist)
+            # One package may register several instrumentors (httpx and httpx2): the library
+            # named like the entry point is the one to wait for.
+            same = [r for r in required if _normalize(r) == _normalize(name)]
+            for req_name in same or required:
+                found = _top_level_modules(req_name)
+                if found:
+                    libraries.append(req_name)
+                    modules += found
+        detail = ", ".join(_library_versions(libraries)) or "no library requirement"
+        plans.append(Plan(name, label, "enable", detail, modules, ep))
+    return plans
+
+
+def _library_versions(names: list[str]) -> list[str]:
+    from importlib.metadata import version
+
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n} {version(n)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def enable_installed(ctx: InstrumentationContext) -> list[IntegrationStatus]:
+    """Enable every installed instrumentation ``init()`` should; never raises.
+
+    Returns one :class:`IntegrationStatus` per registered entry point, named
+    ``"<entry point> (contrib)"`` so it does not shadow an own integration.
+    """
+    try:
+        plans = plan(ctx.settings.disabled_integrations)
+    except Exception:
+        report_internal_error("instrumentation entry points")
+        return []
+    from . import _generation
+
+    out: list[IntegrationStatus] = []
+    for p in plans:
+        try:
+            status = _apply(p, ctx, _generation[0])
+        except Exception as exc:  # never into the application
+            status = _failed(p.name, exc)
+        _states[p.name] = status
+        out.append(status)
+    return out
+
+
+def _label(name: str) -> str:
+    return f"{name} (contrib)"
+
+
+def _apply(p: Plan, ctx: InstrumentationContext, generation: int) -> IntegrationStatus:
+    if p.action != "enable" or p.entry_point is None:
+        if p.reason != "disabled by configuration" and not p.reason.startswith("covered by"):
+            log_once(
+                f"contrib-skip:{p.name}",
+                logging.INFO,
+                "platform-otel: %s instrumentation not enabled: %s",
+                p.name,
+                p.reason,
+            )
+        return IntegrationStatus(_label(p.name), False, p.reason)
+    if p.name in _active:
+        return IntegrationStatus(_label(p.name), True, "already active")
+    imported = [m for m in p.modules if m in sys.modules]
+    if p.modules and not imported:
+        import wrapt
+
+        ep = p.entry_point
+
+        def on_import(_module: object) -> None:
+            from . import _generation
+
+            # not after shutdown() / a later init(); once per name however many modules fire
+            if generation == _generation[0] and p.name in _pending:
+                _enable_now(p.name, ep, ctx)
+
+        for module in p.modules:
+            if importlib.util.find_spec(module) is not None:
+                wrapt.register_post_import_hook(on_import, module)
+        _pending[p.name] = p.modules[0]
+        return IntegrationStatus(_label(p.name), True, f"waiting for import of {p.modules[0]!r}")
+    return _enable_now(p.name, p.entry_point, ctx)
+
+
+def _enable_now(name: str, ep: EntryPoint, ctx: InstrumentationContext) -> IntegrationStatus:
+    _pending.pop(name, None)
+    try:
+        from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+        instrumentor = ep.load()()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            # the application or opentelemetry-instrument already did it: never twice
+            status = IntegrationStatus(_label(name), True, "already instrumented by the application")
+        else:
+            conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
+            if conflict is not None:
+                reason = _conflict_text(conflict)
+                log_once(
+                    f"contrib-skip:{name}",
+                    logging.INFO,
+                    "platform-otel: %s instrumentation not enabled: %s",
+                    name,
+                    reason,
+                )
+                status = IntegrationStatus(_label(name), False, reason)
+            else:
+                instrumentor.instrument(
+                    tracer_provider=ctx.tracer_provider,
+                    meter_provider=ctx.meter_provider,
+                    skip_dep_check=True,
+                )
+                _active[name] = instrumentor
+                status = IntegrationStatus(_label(name), True, "active")
+    except Exception as exc:
+        status = _failed(name, exc)
+    _states[name] = status
+    return status
+
+
+def _failed(name: str, exc: BaseException) -> IntegrationStatus:
+    # A third-party instrumentor failing is not platform-otel's bug: one warning, no raise.
+    log_once(
+        f"contrib-fail:{name}",
+        logging.WARNING,
+        "platform-otel: %s instrumentation disabled: %r",
+        name,
+        exc,
+    )
+    return IntegrationStatus(_label(name), False, f"failed: {exc!r}")
+
+
+def states() -> dict[str, IntegrationStatus]:
+    """Current state of each entry point seen by the last ``init()``."""
+    return dict(_states)
+
+
+def disable_all() -> None:
+    """Undo what ``init()`` enabled here (shutdown and tests); pending hooks go stale."""
+    _pending.clear()
+    _states.clear()
+    for name, instrumentor in list(_active.items()):
+        try:
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()
+        except Exception:
+            report_internal_error(f"uninstrument {name}")
+        _active.pop(name, None)
