@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import InstrumentationContext
 
-__all__ = ["ContribIntegration"]
+__all__ = ["SEMCONV_OPT_IN", "ContribIntegration"]
+
+# The stable semantic conventions platform-otel asks contrib instrumentors for. "database"
+# also turns on db.client.operation.duration in the DB-API (psycopg, pymysql) instrumentors.
+SEMCONV_OPT_IN = "http,database"
 
 
 class ContribIntegration:
@@ -26,9 +30,9 @@ class ContribIntegration:
         self._instrumentor: Any = None
 
     def instrument(self, ctx: InstrumentationContext) -> str | None:
-        # Contrib instrumentors read this once; ask for the stable HTTP names
-        # (http.request.method, url.full, ...) unless the user chose otherwise.
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+        # Contrib instrumentors read this once; ask for the stable HTTP and database names
+        # (http.request.method, url.full, db.query.text, ...) unless the user chose otherwise.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
         cls = getattr(importlib.import_module(self._module), self._class_name)
         self._instrumentor = instrumentor = cls()
         if instrumentor.is_instrumented_by_opentelemetry:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, PackageNotFoundError, entry_points
@@ -220,7 +221,10 @@ def enable_installed(ctx: InstrumentationContext) -> list[IntegrationStatus]:
         report_internal_error("instrumentation entry points")
         return []
     from . import _generation
+    from ._contrib import SEMCONV_OPT_IN
 
+    # Read once per process by the first instrumentor: the stable names, unless the user chose.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
     out: list[IntegrationStatus] = []
     for p in plans:
         try:
