@@ -92,7 +92,9 @@ def _doctor(as_json: bool) -> int:
         {
             "name": p.name,
             "package": p.distribution,
-            "state": f"will be enabled ({p.reason})" if p.action == "enable" else f"skipped: {p.reason}",
+            "state": f"will be enabled ({p.reason})"
+            if p.action == "enable"
+            else f"skipped: {p.reason}",
         }
         for p in plan(settings.disabled_integrations)
     ]

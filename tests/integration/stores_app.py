@@ -70,7 +70,9 @@ if os.environ.get("STORE_MYSQL_PORT"):
 
     @app.get("/mysql")
     def use_mysql() -> dict[str, str]:
-        conn = pymysql.connect(host="127.0.0.1", port=int(os.environ["STORE_MYSQL_PORT"]), user="root")
+        conn = pymysql.connect(
+            host="127.0.0.1", port=int(os.environ["STORE_MYSQL_PORT"]), user="root"
+        )
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT %s", (SECRET,))

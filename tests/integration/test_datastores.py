@@ -117,7 +117,9 @@ def stores_run(datastores: StoreSet) -> Iterator[Run]:  # noqa: F811
 
 
 def _request_span(run: Run, route: str) -> ExportedSpan:
-    servers = [s for s in run.spans if s.kind == "SERVER" and s.attributes.get("http.route") == f"/{route}"]
+    servers = [
+        s for s in run.spans if s.kind == "SERVER" and s.attributes.get("http.route") == f"/{route}"
+    ]
     assert len(servers) == 1, f"{route}: {[(s.name, s.kind) for s in run.spans]}\n{run.output}"
     return servers[0]
 
@@ -161,7 +163,9 @@ def test_statement_parameters_are_not_captured(
     assert statements, "no db.query.text recorded at all"
     dumped = json.dumps([s.attributes for s in stores_run.spans], default=str)
     assert SECRET not in dumped
-    assert not any(k.startswith("db.query.parameter") for s in stores_run.spans for k in s.attributes)
+    assert not any(
+        k.startswith("db.query.parameter") for s in stores_run.spans for k in s.attributes
+    )
 
 
 def test_client_duration_metrics_are_recorded(
@@ -177,7 +181,9 @@ def test_client_duration_metrics_are_recorded(
     for route in checked:
         system = emitting[route]
         mine = [p for p in points if p.attributes.get("db.system.name") == system]
-        assert mine, f"no db.client.operation.duration for {system}: {sorted({p.name for p in stores_run.metrics})}"
+        assert mine, (
+            f"no db.client.operation.duration for {system}: {sorted({p.name for p in stores_run.metrics})}"
+        )
         assert max(p.count or 0 for p in mine) >= 1
         assert all(p.unit == "s" and p.type == "histogram" for p in mine)
         assert SECRET not in json.dumps([p.attributes for p in mine])
@@ -187,18 +193,19 @@ def test_disabled_instrumentations_turn_redis_off(datastores: StoreSet) -> None:
     """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis: the request span arrives, no Redis span; Memcached still traced."""
     datastores.redis.require()
     _need_packages("redis")
-    run = _serve(
-        datastores, ["redis", "memcached"], OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis"
-    )
+    run = _serve(datastores, ["redis", "memcached"], OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis")
     assert run.served["redis"] == 200, run.output
     _request_span(run, "redis")
     assert not [s for s in run.spans if s.scope == ROUTES["redis"][1]]
-    if run.served.get("memcached") == 200 and _installed("opentelemetry.instrumentation.pymemcache"):
+    if run.served.get("memcached") == 200 and _installed(
+        "opentelemetry.instrumentation.pymemcache"
+    ):
         assert [s for s in run.spans if s.scope == ROUTES["memcached"][1]]
 
 
 def test_doctor_lists_each_instrumentation_and_its_state() -> None:
     """`platform-otel doctor --json` names every installed instrumentation and what init() does with it."""
+
     def doctor(**env: str) -> dict[str, str]:
         proc = subprocess.run(
             [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],

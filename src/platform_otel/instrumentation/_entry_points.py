@@ -136,9 +136,29 @@ def _normalize(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
+def _requirement_text(requirement: object) -> str:
+    """``redis >= 2.6`` from a requirement string or object, without its ``extra`` marker."""
+    text = str(requirement)
+    return text.split(";", 1)[0].strip()
+
+
 def _conflict_text(conflict: Any) -> str:
-    text = str(conflict)
-    return text.replace("This instrumentation ", "", 1) if text else "dependency conflict"
+    """One readable line from a public ``DependencyConflict``: what is needed, what is there."""
+    required = getattr(conflict, "required", None)
+    found = getattr(conflict, "found", None)
+    if required:
+        needed = _requirement_text(required)
+        return f"needs {needed}, found {found}" if found else f"needs {needed}, not installed"
+    required_any = [_requirement_text(r) for r in getattr(conflict, "required_any", None) or ()]
+    found_any = list(getattr(conflict, "found_any", None) or ())
+    if required_any:
+        needed = " or ".join(required_any)
+        return (
+            f"needs {needed}, found {', '.join(found_any)}"
+            if found_any
+            else f"needs {needed}, not installed"
+        )
+    return str(conflict) or "dependency conflict"
 
 
 def _disabled_names(disabled: Iterable[str]) -> set[str]:
@@ -282,7 +302,9 @@ def _enable_now(name: str, ep: EntryPoint, ctx: InstrumentationContext) -> Integ
         instrumentor = ep.load()()
         if instrumentor.is_instrumented_by_opentelemetry:
             # the application or opentelemetry-instrument already did it: never twice
-            status = IntegrationStatus(_label(name), True, "already instrumented by the application")
+            status = IntegrationStatus(
+                _label(name), True, "already instrumented by the application"
+            )
         else:
             conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
             if conflict is not None:
