@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.datastores import StoreSet, datastores  # noqa: F401  (fixture)
+from tests.support.documented import assert_documented, assert_span_names_documented
 from tests.support.fixtures import (
     REPO_ROOT,
     child_env,
@@ -224,3 +225,14 @@ def test_doctor_lists_each_instrumentation_and_its_state() -> None:
         off = doctor(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis")
         assert off["redis"] == "skipped: disabled by configuration"
         assert off["fastapi"] == states["fastapi"]
+
+
+def test_store_telemetry_names_are_documented(stores_run: Run) -> None:
+    """Every span name, span attribute, metric and metric attribute the stores produced is in docs/telemetry.md."""
+    db_spans = [s for s in stores_run.spans if s.kind == "CLIENT"]
+    if not db_spans:
+        pytest.skip("no store ran here")
+    assert_documented({k for s in db_spans for k in s.attributes})
+    assert_span_names_documented([(s.name, s.attributes) for s in db_spans])
+    db_points = [p for p in stores_run.metrics if p.name.startswith("db.")]
+    assert_documented({p.name for p in db_points} | {k for p in db_points for k in p.attributes})
