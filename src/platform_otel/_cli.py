@@ -96,7 +96,7 @@ def _doctor(as_json: bool) -> int:
             if p.action == "enable"
             else f"skipped: {p.reason}",
         }
-        for p in plan(settings.disabled_integrations)
+        for p in plan(settings.disabled_integrations, describe=True)
     ]
     endpoints = []
     healthy = not settings.problems

@@ -85,11 +85,16 @@ def _dist_label(dist: Distribution | None) -> str:
         return "?"
 
 
-def _instrumented_requirements(dist: Distribution) -> list[str]:
-    """Names of the distributions an instrumentation instruments (its ``instruments`` extras)."""
+def _instrumented_requirements(dist: Distribution) -> tuple[list[Any], list[Any]]:
+    """The ``instruments`` and ``instruments-any`` requirements of an instrumentation package.
+
+    The same split as ``get_dist_dependency_conflicts``, from one read of the metadata
+    (parsing a package's metadata is the costly part of start-up here).
+    """
     from packaging.requirements import Requirement
 
-    names: list[str] = []
+    every: list[Any] = []
+    any_of: list[Any] = []
     for line in dist.requires or ():
         if "instruments" not in line:
             continue
@@ -98,12 +103,13 @@ def _instrumented_requirements(dist: Distribution) -> list[str]:
         except Exception:
             continue
         marker = req.marker
-        if marker is not None and (
-            marker.evaluate({"extra": "instruments"})
-            or marker.evaluate({"extra": "instruments-any"})
-        ):
-            names.append(req.name)
-    return names
+        if marker is None:
+            continue
+        if marker.evaluate({"extra": "instruments"}):
+            every.append(req)
+        if marker.evaluate({"extra": "instruments-any"}):
+            any_of.append(req)
+    return every, any_of
 
 
 def _top_level_modules(dist_name: str) -> tuple[str, ...]:
@@ -165,9 +171,13 @@ def _disabled_names(disabled: Iterable[str]) -> set[str]:
     return {d.strip() for d in disabled if d and d.strip()}
 
 
-def plan(disabled: Iterable[str] = ()) -> list[Plan]:
-    """Decide, from metadata only, what happens to each registered instrumentation."""
-    from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+def plan(disabled: Iterable[str] = (), *, describe: bool = False) -> list[Plan]:
+    """Decide, from metadata only, what happens to each registered instrumentation.
+
+    ``describe`` (``platform-otel doctor``) also names each package and library version,
+    which costs more metadata reads than ``init()`` should pay.
+    """
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
     off = _disabled_names(disabled)
     plans: list[Plan] = []
@@ -178,7 +188,7 @@ def plan(disabled: Iterable[str] = ()) -> list[Plan]:
             continue
         seen.add(name)
         dist = getattr(ep, "dist", None)
-        label = _dist_label(dist)
+        label = _dist_label(dist) if describe else ""
         if name in off or _WILDCARD in off:
             plans.append(Plan(name, label, "skip", "disabled by configuration"))
             continue
@@ -193,27 +203,27 @@ def plan(disabled: Iterable[str] = ()) -> list[Plan]:
             )
             continue
         try:
-            conflict = get_dist_dependency_conflicts(dist) if dist is not None else None
+            every, any_of = _instrumented_requirements(dist) if dist is not None else ([], [])
+            conflict = get_dependency_conflicts(every, any_of)
         except Exception as exc:
             plans.append(Plan(name, label, "skip", f"cannot read its metadata: {exc!r}"))
             continue
         if conflict is not None:
             plans.append(Plan(name, label, "skip", _conflict_text(conflict)))
             continue
+        required = [r.name for r in [*every, *any_of]]
+        # One package may register several instrumentors (httpx and httpx2): the library
+        # named like the entry point is the one to wait for.
+        same = [r for r in required if _normalize(r) == _normalize(name)]
         modules: tuple[str, ...] = ()
         libraries: list[str] = []
-        if dist is not None:
-            required = _instrumented_requirements(dist)
-            # One package may register several instrumentors (httpx and httpx2): the library
-            # named like the entry point is the one to wait for.
-            same = [r for r in required if _normalize(r) == _normalize(name)]
-            for req_name in same or required:
-                found = _top_level_modules(req_name)
-                if found:
-                    libraries.append(req_name)
-                    modules += found
-        detail = ", ".join(_library_versions(libraries)) or "no library requirement"
-        plans.append(Plan(name, label, "enable", detail, modules, ep))
+        for req_name in same or required:
+            found = _top_level_modules(req_name)
+            if found:
+                libraries.append(req_name)
+                modules += found
+        detail = ", ".join(_library_versions(libraries)) if describe else ", ".join(libraries)
+        plans.append(Plan(name, label, "enable", detail or "no library requirement", modules, ep))
     return plans
 
 
