@@ -207,3 +207,29 @@ def test_disabled_instrumentations_are_not_enabled(
     assert "fakea" not in done and "fakec" not in done, out
     assert states["fakea (contrib)"] == [False, "disabled by configuration"]
     assert not [line for line in lines if "fakea" in line[1]]  # disabling is not worth a log line
+
+
+@pytest.mark.parametrize("first", ["httpx", "httpx2"])
+def test_an_instrumentation_module_that_imports_two_hooked_libraries(
+    run_python: RunPython, first: str
+) -> None:
+    """opentelemetry-instrumentation-httpx imports httpx and httpx2 at its top; each has an
+    integration waiting for its import (platform-otel's own httpx, the httpx2 entry point).
+    Whichever the application imports first, both end up instrumented, without an error."""
+    import importlib.util
+
+    if importlib.util.find_spec("httpx2") is None or importlib.util.find_spec("httpx") is None:
+        pytest.skip("needs httpx and httpx2 (mcp 2.x installs httpx2)")
+    code = f"""
+import platform_otel
+platform_otel.init()
+import {first}
+from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor, HTTPXClientInstrumentor
+print("HTTPX", HTTPXClientInstrumentor().is_instrumented_by_opentelemetry)
+print("HTTPX2", HTTPX2ClientInstrumentor().is_instrumented_by_opentelemetry)
+"""
+    env = {f"OTEL_{s}_EXPORTER": "none" for s in ("TRACES", "METRICS", "LOGS")}
+    result = run_python(code, env)
+    assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
+    assert "platform-otel" not in result.stderr, str(result)
+    assert "HTTPX True" in result.stdout and "HTTPX2 True" in result.stdout, str(result)

@@ -33,7 +33,20 @@ class ContribIntegration:
         # Contrib instrumentors read this once; ask for the stable HTTP and database names
         # (http.request.method, url.full, db.query.text, ...) unless the user chose otherwise.
         os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
-        cls = getattr(importlib.import_module(self._module), self._class_name)
+        from ._entry_points import defer_until_loaded, retry_deferred
+
+        cls = getattr(importlib.import_module(self._module), self._class_name, None)
+        if cls is None:
+            # Called from an import hook while that very module is being imported (it
+            # imports httpx and httpx2 at its top): finish once it is complete.
+            defer_until_loaded(
+                f"{self._module}:{self._class_name}",
+                self._module,
+                self._class_name,
+                lambda: self.instrument(ctx),
+            )
+            return None
+        retry_deferred()  # an entry point whose library this import pulled in (httpx2)
         self._instrumentor = instrumentor = cls()
         if instrumentor.is_instrumented_by_opentelemetry:
             return None  # the app or opentelemetry-instrument already did it: never twice

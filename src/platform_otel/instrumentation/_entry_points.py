@@ -35,11 +35,20 @@ from .._safety import log_once, report_internal_error
 from . import IntegrationStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from . import InstrumentationContext
 
-__all__ = ["GROUP", "OWN_INTEGRATIONS", "Plan", "disable_all", "enable_installed", "plan"]
+__all__ = [
+    "GROUP",
+    "OWN_INTEGRATIONS",
+    "Plan",
+    "defer_until_loaded",
+    "disable_all",
+    "enable_installed",
+    "plan",
+    "retry_deferred",
+]
 
 GROUP = "opentelemetry_instrumentor"
 
@@ -74,6 +83,9 @@ class Plan:
 _active: dict[str, Any] = {}  # name -> instrumentor instance we instrumented
 _pending: dict[str, str] = {}  # name -> module whose import will enable it
 _states: dict[str, IntegrationStatus] = {}
+# key -> (module, attribute, action, generation): enabling put off because ``module`` was
+# still being imported (``attribute`` not defined yet) when an import hook fired
+_retry: dict[str, tuple[str, str, Callable[[], object], int]] = {}
 
 
 def _dist_label(dist: Distribution | None) -> str:
@@ -263,6 +275,8 @@ def enable_installed(ctx: InstrumentationContext) -> list[IntegrationStatus]:
             status = _failed(p.name, exc)
         _states[p.name] = status
         out.append(status)
+    if _retry:
+        retry_deferred()
     return out
 
 
@@ -284,7 +298,8 @@ def _apply(p: Plan, ctx: InstrumentationContext, generation: int) -> Integration
     if p.name in _active:
         return IntegrationStatus(_label(p.name), True, "already active")
     imported = [m for m in p.modules if m in sys.modules]
-    if p.modules and not imported:
+    importable = [m for m in p.modules if importlib.util.find_spec(m) is not None]
+    if importable and not imported:
         import wrapt
 
         ep = p.entry_point
@@ -293,15 +308,61 @@ def _apply(p: Plan, ctx: InstrumentationContext, generation: int) -> Integration
             from . import _generation
 
             # not after shutdown() / a later init(); once per name however many modules fire
-            if generation == _generation[0] and p.name in _pending:
-                _enable_now(p.name, ep, ctx)
+            if generation != _generation[0] or p.name not in _pending:
+                return
+            module = sys.modules.get(ep.module)
+            if module is not None and not hasattr(module, ep.attr):
+                # The instrumentation's own module imports the library while it is itself
+                # being imported (opentelemetry.instrumentation.httpx imports httpx2):
+                # loading it now would fail; retried once that import has finished.
+                defer_until_loaded(
+                    p.name,
+                    ep.module,
+                    ep.attr,
+                    lambda: _enable_now(p.name, ep, ctx) if p.name in _pending else None,
+                )
+                return
+            _enable_now(p.name, ep, ctx)
 
-        for module in p.modules:
-            if importlib.util.find_spec(module) is not None:
-                wrapt.register_post_import_hook(on_import, module)
-        _pending[p.name] = p.modules[0]
-        return IntegrationStatus(_label(p.name), True, f"waiting for import of {p.modules[0]!r}")
+        _pending[p.name] = importable[0]
+        for module in importable:
+            wrapt.register_post_import_hook(on_import, module)
+        return IntegrationStatus(_label(p.name), True, f"waiting for import of {importable[0]!r}")
+    # imported already, or no import name known for the library: enable now
     return _enable_now(p.name, p.entry_point, ctx)
+
+
+def defer_until_loaded(key: str, module: str, attribute: str, action: Callable[[], object]) -> None:
+    """Run ``action`` once ``module`` has finished importing (defines ``attribute``).
+
+    For an import hook that fires while an instrumentation module is itself being
+    imported: ``opentelemetry.instrumentation.httpx`` imports both httpx and httpx2 at
+    its top, and each has an integration waiting for its import.
+    """
+    from . import _generation
+
+    _retry[key] = (module, attribute, action, _generation[0])
+
+
+def retry_deferred() -> None:
+    """Run what :func:`defer_until_loaded` put off whose module is complete; never raises.
+
+    Called whenever an instrumentation module may have finished importing: after
+    ``init()``, after each entry point loaded here and after each contrib module that
+    platform-otel's own integrations import.
+    """
+    from . import _generation
+
+    for key, (module_name, attribute, action, generation) in list(_retry.items()):
+        module = sys.modules.get(module_name)
+        if module is not None and not hasattr(module, attribute):
+            continue  # still importing
+        if _retry.pop(key, None) is None or generation != _generation[0]:
+            continue  # done meanwhile, or shut down / initialised again since
+        try:
+            action()
+        except Exception as exc:
+            _failed(key, exc)
 
 
 def _enable_now(name: str, ep: EntryPoint, ctx: InstrumentationContext) -> IntegrationStatus:
@@ -338,6 +399,8 @@ def _enable_now(name: str, ep: EntryPoint, ctx: InstrumentationContext) -> Integ
     except Exception as exc:
         status = _failed(name, exc)
     _states[name] = status
+    if _retry:
+        retry_deferred()
     return status
 
 
@@ -362,6 +425,7 @@ def disable_all() -> None:
     """Undo what ``init()`` enabled here (shutdown and tests); pending hooks go stale."""
     _pending.clear()
     _states.clear()
+    _retry.clear()
     for name, instrumentor in list(_active.items()):
         try:
             if instrumentor.is_instrumented_by_opentelemetry:
