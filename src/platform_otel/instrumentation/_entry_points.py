@@ -7,8 +7,8 @@ all a service needs for Redis spans. The differences, and why:
 
 * **Cheap at start-up.** An entry point is loaded (which imports the
   instrumented library) only when the library is installed at a supported
-  version, checked from package metadata alone
-  (``get_dist_dependency_conflicts``). When the library is not imported yet,
+  version, checked from package metadata alone (the package's ``instruments``
+  requirements, with ``opentelemetry.instrumentation.dependencies``). When the library is not imported yet,
   the instrumentor is enabled by a post-import hook the moment the application
   imports it, so a service pays nothing for a driver it never uses.
 * **Own integrations first.** ``fastapi``, ``starlette``, ``asgi``, ``httpx``,
@@ -64,8 +64,6 @@ OWN_INTEGRATIONS: dict[str, str] = {
 }
 
 _WILDCARD = "*"
-
-_logger = logging.getLogger("platform_otel")
 
 
 @dataclass(frozen=True)
