@@ -65,6 +65,17 @@ OWN_INTEGRATIONS: dict[str, str] = {
 
 _WILDCARD = "*"
 
+# Instrumentation modules installed because platform-otel itself depends on their package.
+# Such a package may register an entry point for a library the user never chose (the httpx
+# package's ``httpx2``): its library being absent is logged at debug level, not info.
+_BUNDLED_MODULES = frozenset(
+    {
+        "opentelemetry.instrumentation.fastapi",
+        "opentelemetry.instrumentation.httpx",
+        "opentelemetry.instrumentation.requests",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -76,6 +87,7 @@ class Plan:
     reason: str
     modules: tuple[str, ...] = ()  # import names of the instrumented library (for deferral)
     entry_point: EntryPoint | None = None
+    quiet: bool = False  # a skip not worth an info line (see _BUNDLED_MODULES)
 
 
 _active: dict[str, Any] = {}  # name -> instrumentor instance we instrumented
@@ -219,19 +231,27 @@ def plan(disabled: Iterable[str] = (), *, describe: bool = False) -> list[Plan]:
             plans.append(Plan(name, label, "skip", f"cannot read its metadata: {exc!r}"))
             continue
         if conflict is not None:
-            plans.append(Plan(name, label, "skip", _conflict_text(conflict)))
+            absent = not (getattr(conflict, "found", None) or getattr(conflict, "found_any", None))
+            quiet = absent and ep.module in _BUNDLED_MODULES
+            plans.append(Plan(name, label, "skip", _conflict_text(conflict), quiet=quiet))
             continue
         required = [r.name for r in [*every, *any_of]]
         # One package may register several instrumentors (httpx and httpx2): the library
         # named like the entry point is the one to wait for.
-        same = [r for r in required if _normalize(r) == _normalize(name)]
+        same = [r for r in [*every, *any_of] if _normalize(r.name) == _normalize(name)]
         modules: tuple[str, ...] = ()
         libraries: list[str] = []
-        for req_name in same or required:
+        for req_name in [r.name for r in same] or required:
             found = _top_level_modules(req_name)
             if found:
                 libraries.append(req_name)
                 modules += found
+        if same and not libraries:
+            # the package's other library is installed, not this entry point's: never load it
+            needed = " or ".join(_requirement_text(r) for r in same)
+            quiet = ep.module in _BUNDLED_MODULES
+            plans.append(Plan(name, label, "skip", f"needs {needed}, not installed", quiet=quiet))
+            continue
         detail = ", ".join(_library_versions(libraries)) if describe else ", ".join(libraries)
         plans.append(Plan(name, label, "enable", detail or "no library requirement", modules, ep))
     return plans
@@ -287,7 +307,7 @@ def _apply(p: Plan, ctx: InstrumentationContext, generation: int) -> Integration
         if p.reason != "disabled by configuration" and not p.reason.startswith("covered by"):
             log_once(
                 f"contrib-skip:{p.name}",
-                logging.INFO,
+                logging.DEBUG if p.quiet else logging.INFO,
                 "platform-otel: %s instrumentation not enabled: %s",
                 p.name,
                 p.reason,
