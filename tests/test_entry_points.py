@@ -233,3 +233,51 @@ print("HTTPX2", HTTPX2ClientInstrumentor().is_instrumented_by_opentelemetry)
     assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
     assert "platform-otel" not in result.stderr, str(result)
     assert "HTTPX True" in result.stdout and "HTTPX2 True" in result.stdout, str(result)
+
+
+def test_an_entry_point_whose_own_library_is_absent_is_not_loaded(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    """One package, two instrumentors for two libraries (as httpx/httpx2): with only one library
+    installed, the other entry point is skipped from metadata, its module never imported."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _library(site, "fake-lib-one", "fakelib_one", "1.0")
+    (site / "fake_instr_pair.py").write_text(
+        "print('LOADED fake_instr_pair', flush=True)\n"
+        + INSTRUMENTOR.format(
+            deps=("fake-lib-one >= 1",), body="pass", name="one", library="fakelib_one"
+        )
+        + "\nclass Two(Instrumentor):\n    def instrumentation_dependencies(self):\n"
+        "        return ('fake-lib-two >= 1',)\n"
+    )
+    _dist(
+        site,
+        "fake_instrumentation_pair",
+        "0.1",
+        requires=[
+            "fake-lib-one >= 1; extra == 'instruments-any'",
+            "fake-lib-two >= 1; extra == 'instruments-any'",
+        ],
+        entry="fake_lib_one = fake_instr_pair:Instrumentor\nfake_lib_two = fake_instr_pair:Two",
+        top="fake_instr_pair",
+    )
+    code = """
+import json, sys
+import platform_otel
+t = platform_otel.init()
+print("AT_INIT", "fake_instr_pair" in sys.modules, flush=True)
+print("STATES " + json.dumps({i.name: [i.active, i.reason] for i in t.integrations if "fake" in i.name}))
+import fakelib_one
+"""
+    env = {
+        "PYTHONPATH": str(site),
+        **{f"OTEL_{s}_EXPORTER": "none" for s in ("TRACES", "METRICS", "LOGS")},
+    }
+    result = run_python(code, env)
+    assert result.rc == 0 and "Traceback" not in result.stderr, str(result)
+    assert "AT_INIT False" in result.stdout, str(result)
+    states = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("STATES "))[7:])
+    assert states["fake_lib_two (contrib)"] == [False, "needs fake-lib-two>=1, not installed"]
+    assert states["fake_lib_one (contrib)"] == [True, "waiting for import of 'fakelib_one'"]
+    assert '"name": "one"' in result.stdout  # enabled when the application imported fakelib_one
