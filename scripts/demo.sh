@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[all]' uvicorn httpx
+.venv/bin/python -m pip install -q -e '.[all,redis]' uvicorn httpx
 exec .venv/bin/python examples/doc_pipeline/run_demo.py "$@"

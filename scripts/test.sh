@@ -13,10 +13,23 @@ if ! command -v cc >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     || echo "no C compiler: the pure-Python encoder is tested alone" >&2
 fi
 
-step "virtual environment .venv (mcp 2.x)"
+step "virtual environment .venv (mcp 2.x, with the data-store extras)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv || exit 1
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]' || exit 1
+.venv/bin/python -m pip install -q -e '.[dev,stores]' || exit 1
+
+step "data-store extras resolve with the dev dependencies (scripts/check_extras.py)"
+.venv/bin/python scripts/check_extras.py || exit 1
+
+# Real servers for tests/integration/test_datastores.py (started by the tests, not as services).
+if [ "$(id -u)" = 0 ] && [ -z "${PLATFORM_OTEL_SKIP_STORES:-}" ] \
+  && ! { command -v redis-server && command -v memcached && command -v mariadbd \
+         && ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1; then
+  step "PostgreSQL, MariaDB, Redis, Memcached (Debian packages)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql redis-server memcached mariadb-server >/dev/null) \
+    || echo "could not install the data-store servers: their tests are skipped" >&2
+fi
 
 step "virtual environment .venv-mcp1 (mcp 1.x)"
 [ -x .venv-mcp1/bin/python ] || "$PY" -m venv .venv-mcp1 || exit 1

@@ -11,6 +11,12 @@ the ``enqueue`` stage, the worker's ``convert`` stage (continued from the
 context stored with the queued job), the MCP client call, the MCP server's
 span in the converter process and the tool's own span.
 
+Document status lives in Redis when ``DOC_PIPELINE_REDIS_URL`` is set (``run_demo.py``
+starts a ``redis-server`` when one is installed), so each document's trace also shows
+the Redis client spans, from the ``opentelemetry-instrumentation-redis`` package that
+``init()`` enables (``pip install "platform-otel[redis]"``). Without it the status is
+kept in memory and the service says so once at start.
+
 Run: ``uvicorn app:app --app-dir examples/doc_pipeline`` (see README.md).
 """
 
@@ -41,6 +47,61 @@ pipe = platform_otel.pipeline("document-ingest")
 CONVERTER = Path(__file__).resolve().with_name("converter_server.py")
 
 
+class MemoryStatus:
+    """Document status in this process: the fallback when there is no Redis."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, str]] = {}
+
+    async def put(self, doc_id: str, fields: dict[str, str]) -> None:
+        self._data.setdefault(doc_id, {}).update(fields)
+
+    async def get(self, doc_id: str) -> dict[str, str] | None:
+        return self._data.get(doc_id)
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisStatus:
+    """Document status in a Redis hash per document (``doc:<id>``), shared by every worker."""
+
+    kind = "redis"
+
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+
+    async def put(self, doc_id: str, fields: dict[str, str]) -> None:
+        await self._redis.hset(f"doc:{doc_id}", mapping=fields)
+
+    async def get(self, doc_id: str) -> dict[str, str] | None:
+        raw = await self._redis.hgetall(f"doc:{doc_id}")
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    async def close(self) -> None:
+        close = getattr(self._redis, "aclose", None) or self._redis.close  # redis < 5: close()
+        await close()
+
+
+async def _status_store() -> MemoryStatus | RedisStatus:
+    url = os.environ.get("DOC_PIPELINE_REDIS_URL")
+    if url:
+        try:
+            import redis.asyncio as redis_asyncio
+
+            client = redis_asyncio.Redis.from_url(url)
+            await client.ping()
+            log.info("document status kept in Redis at %s", url)
+            return RedisStatus(client)
+        except Exception as exc:
+            log.warning("Redis at %s not usable (%r): document status kept in memory", url, exc)
+    else:
+        log.info("document status kept in memory (set DOC_PIPELINE_REDIS_URL to use Redis)")
+    return MemoryStatus()
+
+
 class Document(BaseModel):
     name: str
     text: str
@@ -51,7 +112,9 @@ def _is_error(result: Any) -> bool:
 
 
 async def _worker(
-    session: ClientSession, queue: asyncio.Queue[dict[str, Any]], results: dict[str, Any]
+    session: ClientSession,
+    queue: asyncio.Queue[dict[str, Any]],
+    results: MemoryStatus | RedisStatus,
 ) -> None:
     """Convert queued documents one by one; each run is one ``convert`` stage."""
     while True:
@@ -66,12 +129,14 @@ async def _worker(
                 text = result.content[0].text if result.content else ""
                 if _is_error(result):
                     run.set_outcome("failure")
-                    results[doc_id] = {"status": "failed", "error": text}
+                    outcome = {"status": "failed", "error": text}
                 else:
-                    results[doc_id] = {"status": "done", "markdown": text}
-                log.info("document %s %s", doc_id, results[doc_id]["status"])
+                    outcome = {"status": "done", "markdown": text}
+                await results.put(doc_id, outcome)
+                log.info("document %s %s", doc_id, outcome["status"])
         except Exception as exc:  # the stage has recorded outcome=failure; keep the worker alive
-            results[doc_id] = {"status": "failed", "error": repr(exc)}
+            with contextlib.suppress(Exception):
+                await results.put(doc_id, {"status": "failed", "error": repr(exc)})
         finally:
             queue.task_done()
 
@@ -86,9 +151,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await session.initialize()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         app.state.queue = queue
-        app.state.results = {}
+        app.state.results = results = await _status_store()
         gauge = pipe.observe_queue("pending", depth=queue.qsize)
-        task = asyncio.create_task(_worker(session, queue, app.state.results))
+        task = asyncio.create_task(_worker(session, queue, results))
         try:
             yield
         finally:
@@ -96,6 +161,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             gauge.unregister()
+            await results.close()
 
 
 app = FastAPI(title="doc-pipeline", lifespan=lifespan)
@@ -112,7 +178,7 @@ async def submit(doc: Document) -> dict[str, str]:
     doc_id = uuid.uuid4().hex[:12]
     with pipe.stage("enqueue", item_id=doc_id):
         carrier = pipe.inject()  # trace context + enqueue time travel with the job
-        app.state.results[doc_id] = {"status": "queued"}
+        await app.state.results.put(doc_id, {"status": "queued", "name": doc.name})
         await app.state.queue.put(
             {"id": doc_id, "name": doc.name, "text": doc.text, "carrier": carrier}
         )
@@ -125,7 +191,7 @@ async def submit(doc: Document) -> dict[str, str]:
 
 @app.get("/documents/{doc_id}")
 async def status(doc_id: str) -> dict[str, Any]:
-    try:
-        return {"id": doc_id, **app.state.results[doc_id]}
-    except KeyError:
-        raise HTTPException(status_code=404, detail="unknown document") from None
+    found = await app.state.results.get(doc_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail="unknown document")
+    return {"id": doc_id, **found}

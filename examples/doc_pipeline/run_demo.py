@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,7 +81,44 @@ def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
     return out
 
 
-def check_trace(spans: list[Span], failed: bool) -> list[str]:
+def start_redis() -> tuple[subprocess.Popen[bytes] | None, str]:
+    """A throwaway ``redis-server`` for the document status, or why there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None, "redis-server not found: document status kept in memory"
+    try:
+        import opentelemetry.instrumentation.redis  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError:
+        return (
+            None,
+            'pip install "platform-otel[redis]" for Redis spans: document status kept in memory',
+        )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tempfile.gettempdir(),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    return None, "redis-server did not start: document status kept in memory"
+
+
+def _is_redis(span: Span) -> bool:
+    return span.kind == "CLIENT" and span.attributes.get("db.system.name") == "redis"
+
+
+def check_trace(spans: list[Span], failed: bool, redis: bool = False) -> list[str]:
     """Problems with one document's trace (empty when complete)."""
     by_id = {s.span_id: s for s in spans}
     problems = []
@@ -126,6 +164,11 @@ def check_trace(spans: list[Span], failed: bool) -> list[str]:
             lambda s: s.name == "render markdown" and s.parent_span_id == server.span_id,
             "tool span",
         )
+    if redis:  # the status writes: one under the enqueue stage, one under the convert stage
+        for what, stage in (("enqueue", enqueue), ("convert", convert)):
+            below = [s for s in spans if _is_redis(s) and stage in _ancestors(s, by_id)]
+            if stage and not below:
+                problems.append(f"no Redis span below the {what} stage")
     return problems
 
 
@@ -294,9 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--no-redis", action="store_true", help="keep document status in memory, as without Redis"
+    )
     args = parser.parse_args(argv)
 
     collector = Collector().start()
+    redis_proc, redis_url = (
+        (None, "--no-redis: document status kept in memory") if args.no_redis else start_redis()
+    )
+    print(f"document status: {'Redis at ' + redis_url if redis_proc else redis_url}")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(
@@ -309,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         OTEL_METRIC_EXPORT_INTERVAL="500",
         PYTHONUNBUFFERED="1",
     )
+    env.pop("DOC_PIPELINE_REDIS_URL", None)
+    if redis_proc is not None:
+        env["DOC_PIPELINE_REDIS_URL"] = redis_url
     cmd = [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(HERE)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     # The service's (and the converter's) own logs go to a file, shown if something fails.
@@ -319,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
-    summary: dict[str, Any] = {"documents": []}
+    summary: dict[str, Any] = {
+        "documents": [],
+        "status_store": "redis" if redis_proc is not None else "memory",
+    }
     ok = True
     submitted: list[tuple[str, str, str]] = []
     signal_problems: list[str] = []
@@ -363,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = state["status"] == "failed"
             print(f"\n{name} ({state['status']}), trace {trace_id}, {len(mine)} spans:")
             print_tree(mine)
-            problems = check_trace(mine, failed)
+            problems = check_trace(mine, failed, redis=redis_proc is not None)
             for problem in problems:
                 print(f"  PROBLEM: {problem}")
             ok = ok and not problems
@@ -381,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                             "span_id": s.span_id,
                             "parent_span_id": s.parent_span_id,
                             "error.type": s.attributes.get("error.type"),
+                            "db.system.name": s.attributes.get("db.system.name"),
                         }
                         for s in mine
                     ],
@@ -420,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
                 service.wait(5)
         time.sleep(0.3)  # the converter's final flush, after its stdin closed
         collector.stop()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(5)
         log_file.close()
 
     metrics = merge_series(collector.latest())

@@ -59,6 +59,7 @@ def init(
     exporters: Mapping[str, Sequence[str]] | None = None,
     server_request_hook: Callable[[Any, Any], None] | None = None,
     server_response_hook: Callable[[Any, Any, Any], None] | None = None,
+    gpu_interval: float | None = None,
 ) -> Telemetry:
     """Configure OpenTelemetry for this process and return its :class:`Telemetry` handle.
 
@@ -99,6 +100,7 @@ def init(
         exporters=exporters,
         server_request_hook=server_request_hook,
         server_response_hook=server_response_hook,
+        gpu_interval=gpu_interval,
     )
     from . import _sdk_env
 

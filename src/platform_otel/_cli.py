@@ -115,6 +115,18 @@ def _doctor(as_json: bool) -> int:
             if name == "gpu":
                 state = _probe_gpu(state)
         integrations.append({"name": name, "state": state})
+    from .instrumentation._entry_points import plan
+
+    contrib = [
+        {
+            "name": p.name,
+            "package": p.distribution,
+            "state": f"will be enabled ({p.reason})"
+            if p.action == "enable"
+            else f"skipped: {p.reason}",
+        }
+        for p in plan(settings.disabled_integrations, describe=True)
+    ]
     endpoints = []
     healthy = not settings.problems
     for signal in ("traces", "metrics", "logs"):
@@ -148,6 +160,7 @@ def _doctor(as_json: bool) -> int:
         "settings": settings.as_dict(),
         "problems": [str(p) for p in settings.problems],
         "integrations": integrations,
+        "instrumentations": contrib,
         "endpoints": endpoints,
         "healthy": healthy,
     }
@@ -164,6 +177,11 @@ def _doctor(as_json: bool) -> int:
     print("\nIntegrations:")
     for item in integrations:
         print(f"  {item['name']:<9} {item['state']}")
+    print("\nInstalled OpenTelemetry instrumentations (opentelemetry_instrumentor entry points):")
+    for item in contrib:
+        print(f"  {item['name']:<12} {item['state']}  [{item['package']}]")
+    if not contrib:
+        print("  none")
     print("\nOTLP endpoints:")
     for e in endpoints:
         mark = "ok " if e["ok"] else "ERR"
@@ -208,14 +226,13 @@ def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int
     # Installed before init(): its SIGTERM flush handler chains to this one.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if interval is not None:
-        os.environ["PLATFORM_OTEL_GPU_INTERVAL"] = str(interval)
 
     import platform_otel
 
     telemetry = platform_otel.init(
         service_name=None if os.environ.get("OTEL_SERVICE_NAME") else "platform-otel-monitor",
         instrument=["gpu"],
+        gpu_interval=interval,
     )
     from .instrumentation import gpu, status
 

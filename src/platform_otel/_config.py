@@ -122,6 +122,7 @@ class InitOptions:
     strict: bool | None = None
     #: ``{"traces": ["console"], ...}``: exporters per signal (tests, embedding).
     exporters: Mapping[str, Sequence[str]] | None = None
+    gpu_interval: float | None = None
     #: ``hook(span, scope)`` when an HTTP server span starts (after ``http.route`` is set).
     server_request_hook: Callable[[Any, Any], None] | None = None
     #: ``hook(span, scope, message)`` at ``http.response.start``.
@@ -558,7 +559,7 @@ def sdk_environment(env: Mapping[str, str] | None = None) -> dict[str, str | Non
     (reported by :func:`load_settings`, the SDK default applies). ``OTEL_PROPAGATORS``
     keeps only the entries that can be loaded (``opentelemetry.propagate`` raises at
     import on the others; they are reported at ``init()``). ``OTEL_SEMCONV_STABILITY_OPT_IN``
-    is ``http`` when unset, so the contrib HTTP-client instrumentations emit the stable
+    is ``http,database`` when unset, so the contrib instrumentations emit the stable
     names (docs/telemetry.md).
     """
     env = os.environ if env is None else env
@@ -570,7 +571,7 @@ def sdk_environment(env: Mapping[str, str] | None = None) -> dict[str, str | Non
         if usable != names:
             out["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
     if not env.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").strip():
-        out["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
+        out["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http,database"
     return out
 
 
@@ -832,7 +833,7 @@ def load_settings(
         sdk_disabled=sdk_disabled,
         strict=strict,
         gpu_interval=r.number(
-            None,
+            o.gpu_interval,
             "gpu_interval",
             ("PLATFORM_OTEL_GPU_INTERVAL",),
             1.0,

@@ -17,7 +17,7 @@ the application would inherit), :func:`install` arms an import hook for the
 modules listed in :data:`MODULES`: when one is first imported, its ``os`` /
 ``environ`` name is bound to a read-only :class:`EnvironView`, the real
 environment with the rejected values left out (and, for the contrib HTTP
-instrumentations, ``OTEL_SEMCONV_STABILITY_OPT_IN=http`` when it is unset).
+instrumentations, ``OTEL_SEMCONV_STABILITY_OPT_IN=http,database`` when it is unset).
 
 A module imported before ``init()`` keeps the real environment: it was imported
 with it, so nothing at import failed; what can still fail later is caught and

@@ -369,6 +369,10 @@ def init(options: InitOptions | None = None) -> Telemetry:
             telemetry.integrations.append(
                 IntegrationStatus(name, False, "disabled by configuration")
             )
+        # Every other OpenTelemetry instrumentation installed (opentelemetry_instrumentor entry points).
+        from .instrumentation._entry_points import enable_installed
+
+        telemetry.integrations.extend(enable_installed(ctx))
         return telemetry
 
 

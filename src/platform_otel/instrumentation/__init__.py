@@ -200,6 +200,9 @@ def disable_all() -> None:
         except Exception:
             report_internal_error(f"uninstrument {name}")
         _active.pop(name, None)
+    from ._entry_points import disable_all as disable_entry_points
+
+    disable_entry_points()
 
 
 def active() -> list[str]:

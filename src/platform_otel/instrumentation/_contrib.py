@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import InstrumentationContext
 
-__all__ = ["ContribIntegration"]
+__all__ = ["SEMCONV_OPT_IN", "ContribIntegration"]
+
+# The stable semantic conventions platform-otel asks contrib instrumentors for. "database"
+# also turns on db.client.operation.duration in the DB-API (psycopg, pymysql) instrumentors.
+SEMCONV_OPT_IN = "http,database"
 
 
 class ContribIntegration:
@@ -26,9 +30,23 @@ class ContribIntegration:
 
     def instrument(self, ctx: InstrumentationContext) -> str | None:
         # Contrib instrumentors read OTEL_SEMCONV_STABILITY_OPT_IN once; init() makes them
-        # see "http" when it is unset (the stable names http.request.method, url.full...),
-        # without writing it into the environment: platform_otel._sdk_env.
-        cls = getattr(importlib.import_module(self._module), self._class_name)
+        # see "http,database" when it is unset (the stable names http.request.method,
+        # url.full, db.query.text...), without writing it into the environment:
+        # platform_otel._sdk_env.
+        from ._entry_points import defer_until_loaded, retry_deferred
+
+        cls = getattr(importlib.import_module(self._module), self._class_name, None)
+        if cls is None:
+            # Called from an import hook while that very module is being imported (it
+            # imports httpx and httpx2 at its top): finish once it is complete.
+            defer_until_loaded(
+                f"{self._module}:{self._class_name}",
+                self._module,
+                self._class_name,
+                lambda: self.instrument(ctx),
+            )
+            return None
+        retry_deferred()  # an entry point whose library this import pulled in (httpx2)
         self._instrumentor = instrumentor = cls()
         if instrumentor.is_instrumented_by_opentelemetry:
             return None  # the app or opentelemetry-instrument already did it: never twice

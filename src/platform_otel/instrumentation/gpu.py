@@ -803,8 +803,8 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     settings = ctx.settings
     sampler_ = Sampler(
         pynvml,
-        getattr(settings, "gpu_interval", 1.0),
-        device=getattr(settings, "gpu_device", None),
+        settings.gpu_interval,
+        device=settings.gpu_device,
     )
     reason = sampler_.open()
     if reason:
