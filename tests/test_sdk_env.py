@@ -40,7 +40,7 @@ def test_sdk_environment_hides_only_what_the_sdk_would_raise_on() -> None:
         "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": None,
         "OTEL_PROPAGATORS": "tracecontext,baggage",
     }
-    assert sdk_environment({}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": "http"}
+    assert sdk_environment({}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": "http,database"}
 
 
 APP = """
