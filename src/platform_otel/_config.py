@@ -138,6 +138,8 @@ class Settings:
     shutdown_timeout: float
     sdk_disabled: bool
     strict: bool
+    #: Seconds between ``GET /api/ps`` polls of each Ollama server called (0: no polling).
+    ollama_ps_interval: float = 15.0
     #: Variables the SDK reads itself whose values are invalid; init() removes them from
     #: os.environ so the SDK uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
@@ -666,6 +668,9 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         sdk_disabled=sdk_disabled,
         strict=strict,
+        ollama_ps_interval=r.number(
+            None, "", ("PLATFORM_OTEL_OLLAMA_PS_INTERVAL",), 15.0, lo=0.0
+        ),
     )
     object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))
