@@ -668,9 +668,7 @@ def load_settings(env: Mapping[str, str] | None = None, **kwargs: Any) -> Settin
         ),
         sdk_disabled=sdk_disabled,
         strict=strict,
-        ollama_ps_interval=r.number(
-            None, "", ("PLATFORM_OTEL_OLLAMA_PS_INTERVAL",), 15.0, lo=0.0
-        ),
+        ollama_ps_interval=r.number(None, "", ("PLATFORM_OTEL_OLLAMA_PS_INTERVAL",), 15.0, lo=0.0),
     )
     object.__setattr__(settings, "invalid_sdk_variables", tuple(invalid_sdk_variables))
     object.__setattr__(settings, "problems", tuple(r.problems))

@@ -111,7 +111,6 @@ class ResidencyPoller:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._last_poll = 0.0
         self._last_wake = 0.0
         self._gauges = _gauges_for(meter)
         self._gauges.pollers.add(self)
@@ -191,7 +190,6 @@ class ResidencyPoller:
             return False
         self._up = True
         self._models = models
-        self._last_poll = time.monotonic()
         return True
 
     # ------------------------------------------------------------------ internals
@@ -219,13 +217,15 @@ class ResidencyPoller:
 
     def _run(self) -> None:
         while not self._stopped.is_set():
+            attempted = time.monotonic()
             self.poll_once()
-            self._wake.wait(self.interval_s)
+            woken = self._wake.wait(self.interval_s)
             self._wake.clear()
-            # an early wake (lookup miss) still waits out the minimum refresh gap
-            gap = MIN_REFRESH_S - (time.monotonic() - self._last_poll)
-            if gap > 0 and not self._stopped.is_set():
-                self._stopped.wait(gap)
+            if woken and not self._stopped.is_set():
+                # an early wake (a lookup miss) still keeps the minimum gap between polls
+                gap = min(MIN_REFRESH_S, self.interval_s) - (time.monotonic() - attempted)
+                if gap > 0:
+                    self._stopped.wait(gap)
 
     def _after_fork(self) -> None:
         self._thread = None

@@ -125,7 +125,7 @@ class SimulatedOllama:
         self._loaded: dict[str, float] = {}  # model -> expires at (monotonic)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"sim": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -218,6 +218,13 @@ class SimulatedOllama:
                 }
             )
         return {"models": models}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-stream is normal here, not worth a traceback
 
 
 class _Handler(BaseHTTPRequestHandler):
