@@ -25,88 +25,22 @@ ollama = pytest.importorskip("ollama")
 
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
-    InMemorySpanExporter,
-)
+from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 import platform_otel.instrumentation as registry  # noqa: E402
 from platform_otel import _ollama_ps  # noqa: E402
 from platform_otel._ollama_sim import SimulatedOllama  # noqa: E402
-from platform_otel.instrumentation import InstrumentationContext  # noqa: E402
-from platform_otel.instrumentation import httpx as httpx_integration  # noqa: E402
 from platform_otel.instrumentation import ollama as po  # noqa: E402
-from tests.support.documented import assert_documented, assert_span_names_documented  # noqa: E402
-from tests.support.fixtures import free_port  # noqa: E402
+from tests.support.fixtures import free_port, otel_env, run_python  # noqa: E402
+from tests.support.genai_otel import Otel  # noqa: E402
+from tests.support.otlp_receiver import OtlpReceiver  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
 LATENCY = 0.03
 CHUNKS = 5
 MESSAGES = [{"role": "user", "content": "summarize the quarterly report please"}]
-
-
-class Otel:
-    """In-memory providers with the httpx and Ollama integrations installed on them."""
-
-    def __init__(self, *, capture_content: bool = False, ps_interval: float = 0.0) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider(shutdown_on_exit=False)
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
-        settings = types.SimpleNamespace(
-            capture_content=capture_content, ollama_ps_interval=ps_interval
-        )
-        self.ctx = InstrumentationContext(
-            settings=settings,  # type: ignore[arg-type]
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            logger_provider=None,
-        )
-
-    def __enter__(self) -> Otel:
-        httpx_integration.instrument(self.ctx)
-        assert po.instrument(self.ctx) is None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        po.uninstrument()
-        httpx_integration.uninstrument()
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        out = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        out.extend(metric.data.data_points)
-        return out
-
-    def metrics(self) -> dict[str, Any]:
-        data = self.reader.get_metrics_data()
-        out = {}
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    out[metric.name] = metric
-        return out
-
-    def assert_all_documented(self) -> None:
-        spans = self.spans()
-        assert_span_names_documented((s.name, dict(s.attributes or {})) for s in spans)
-        names = {k for s in spans for k in (s.attributes or {})}
-        for metric in self.metrics().values():
-            names.add(metric.name)
-            for point in metric.data.data_points:
-                names.update(point.attributes or {})
-        assert_documented(names)
 
 
 @pytest.fixture(scope="module")
@@ -753,3 +687,71 @@ def test_importing_platform_otel_does_not_import_ollama(run_python: Any) -> None
     )
     assert result.rc == 0, result
     assert result.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------- over OTLP
+
+OTLP_APP = """
+import sys, ollama, platform_otel
+from opentelemetry import trace
+
+platform_otel.init()
+client = ollama.Client(host=sys.argv[1])
+model = sys.argv[2]
+with trace.get_tracer("app").start_as_current_span("handle request") as parent:
+    chunks = list(client.chat(model=model, messages=[{"role": "user", "content": "hi"}],
+                              stream=True, options={"num_predict": 4}))
+    client.embed(model=model, input="a document")
+c = parent.get_span_context()
+print(f"PARENT {c.trace_id:032x} {c.span_id:016x} {len(chunks)}", flush=True)
+"""
+
+
+def otlp_round_trip(receiver: OtlpReceiver, url: str, model: str) -> None:
+    """init() in a fresh process, a streamed chat and an embed: spans, metrics, exemplars arrive."""
+    import re
+
+    result = run_python(
+        OTLP_APP, otel_env(receiver, service_name="llm-app"), args=[url, model], timeout=60
+    )
+    assert result.rc == 0, str(result)
+    match = re.search(r"PARENT (\w+) (\w+) (\d+)", result.stdout)
+    assert match, str(result)
+    trace_id, parent_id, _ = match.groups()
+    spans = receiver.wait_for(
+        lambda r: [s for s in r.spans() if s.scope == "platform_otel.ollama"] or None, 10
+    )
+    assert [s.name for s in spans] == [f"chat {model}", f"embeddings {model}"]
+    assert all(s.trace_id == trace_id and s.parent_span_id == parent_id for s in spans)
+    # no HTTP client span from the httpx integration under the LLM spans
+    assert not [s for s in receiver.spans() if s.kind == "CLIENT" and s.name.startswith("POST")]
+    chat = spans[0]
+    assert chat.attributes["gen_ai.usage.output_tokens"] == 4
+    assert chat.attributes["gen_ai.response.finish_reasons"] == ["length"]
+
+    def exemplar_points(r: OtlpReceiver) -> Any:
+        points = [
+            p for p in r.metrics() if p.name == "gen_ai.client.operation.duration" and p.exemplars
+        ]
+        return points if len(points) >= 2 else None
+
+    points = receiver.wait_for(exemplar_points, 10)
+    linked = {(e["trace_id"], e["span_id"]) for p in points for e in p.exemplars}
+    assert {(trace_id, s.span_id) for s in spans} <= linked
+    names = {p.name for p in receiver.metrics()}
+    assert {
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+        "ollama.prefill.duration",
+        "ollama.decode.duration",
+        "ollama.decode.tokens_per_second",
+    } <= names, names
+
+
+@pytest.mark.integration
+def test_spans_metrics_and_exemplars_arrive_over_otlp(
+    otlp_grpc_receiver: OtlpReceiver, sim: SimulatedOllama
+) -> None:
+    """With init() defaults (the ollama integration on by default), everything arrives over OTLP."""
+    otlp_round_trip(otlp_grpc_receiver, sim.url, "tiny")
