@@ -32,6 +32,15 @@ if [ -x collector/build.sh ] && [ -z "${PLATFORM_OTEL_SKIP_COLLECTOR:-}" ]; then
   fi
 fi
 
+if [ -x scripts/build_ollama.sh ] && [ -z "${PLATFORM_OTEL_SKIP_OLLAMA:-}" ]; then
+  step "Ollama server for tests/test_ollama_real.py (built from its Go module, cached by version)"
+  if bin=$(scripts/build_ollama.sh | tail -n 1) && [ -x "$bin" ]; then
+    export PLATFORM_OTEL_OLLAMA="$bin"
+  else
+    echo "Ollama build failed (PLATFORM_OTEL_SKIP_OLLAMA=1 skips the real-server tests)" >&2; exit 1
+  fi
+fi
+
 if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_PROMETHEUS:-}" ]; then
   step "Prometheus (Debian package)"
   if [ "$(id -u)" = 0 ]; then
