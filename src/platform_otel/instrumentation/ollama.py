@@ -107,6 +107,7 @@ _ERROR = "error.type"
 _MAX_MODELS = 100  # distinct model names on metrics; more become _OTHER
 _MAX_SERVERS = 8  # residency pollers (one per Ollama server called)
 _MAX_CONTENT = 65536  # characters of captured content per message list
+_MAX_GAPS = 8192  # chunk intervals kept per stream until it ends; later ones recorded at once
 _OPTIONS = {
     "temperature": "gen_ai.request.temperature",
     "top_p": "gen_ai.request.top_p",
@@ -115,6 +116,7 @@ _OPTIONS = {
     "seed": "gen_ai.request.seed",
 }
 _MISSING = object()
+_EMPTY: Any = None  # a context whose span is invalid (no exemplar), made at instrument()
 
 
 @dataclass
@@ -195,6 +197,12 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     ):
         return f"ollama {version} is not supported (supported: 0.4 and newer)"
 
+    global _EMPTY
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
+    # Not an empty Context: the SDK treats an empty one as "use the current context".
+    _EMPTY = trace.set_span_in_context(trace.INVALID_SPAN, Context())
     settings = ctx.settings
     meter = ctx.meter_provider.get_meter("platform_otel.ollama", _own_version())
 
@@ -399,6 +407,7 @@ class _Call:
         "context",
         "final",
         "first_ns",
+        "gaps",
         "last_ns",
         "method",
         "metric_attrs",
@@ -472,6 +481,7 @@ class _Call:
         self.first_ns = 0
         self.last_ns = self.start_ns
         self.chunks = 0
+        self.gaps: list[int] = []
         self.content: list[str] | None = (
             [] if state.capture_content and self.stream and self.span.is_recording() else None
         )
@@ -491,10 +501,10 @@ class _Call:
                 state.ttfc.record(
                     (now - self.start_ns) / 1e9, self.metric_attrs, context=self.context
                 )
+            elif len(self.gaps) < _MAX_GAPS:
+                self.gaps.append(now - self.last_ns)  # recorded when the call ends
             else:
-                state.tpoc.record(
-                    (now - self.last_ns) / 1e9, self.metric_attrs, context=self.context
-                )
+                state.tpoc.record((now - self.last_ns) / 1e9, self.metric_attrs, context=_EMPTY)
             self.chunks += 1
             self.last_ns = now
             if self.content is not None and self.content_len < _MAX_CONTENT:
@@ -584,6 +594,15 @@ class _Call:
         duration = (end_ns - self.start_ns) / 1e9
         context = self.context
         state.duration.record(duration, metric_attrs, context=context)
+        gaps = self.gaps
+        if gaps:
+            # One value per chunk after the first. Only the slowest carries the span as
+            # exemplar context: an exemplar costs more than the measurement itself, and the
+            # slowest gap is the one worth jumping to the trace from.
+            slowest = max(range(len(gaps)), key=gaps.__getitem__)
+            tpoc, base = state.tpoc, self.metric_attrs
+            for index, gap in enumerate(gaps):
+                tpoc.record(gap / 1e9, base, context=context if index == slowest else _EMPTY)
         if error is None:
             if isinstance(input_tokens, int):
                 state.tokens.record(
@@ -753,7 +772,18 @@ class _SyncStream(Iterator[Any]):
 
     def __next__(self) -> Any:
         call = self._call
-        token = _attach(call.context)
+        if call.chunks:  # the request went out with the first chunk: just read on
+            try:
+                chunk = next(self._inner)
+            except StopIteration:
+                self._end(None)
+                raise
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            call.on_chunk(chunk)
+            return chunk
+        token = _attach(call.context)  # the HTTP request is sent now: this span, no httpx span
         try:
             chunk = next(self._inner)
         except StopIteration:
@@ -803,7 +833,20 @@ class _AsyncStream(AsyncIterator[Any]):
 
     async def __anext__(self) -> Any:
         call = self._call
-        token = _attach(call.context)
+        if call.chunks:  # the request went out with the first chunk: just read on
+            try:
+                chunk = await self._inner.__anext__()
+            except StopAsyncIteration:
+                self._end(None)
+                raise
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                self._end(exc)
+                raise
+            call.on_chunk(chunk)
+            return chunk
+        token = _attach(call.context)  # the HTTP request is sent now: this span, no httpx span
         try:
             chunk = await self._inner.__anext__()
         except StopAsyncIteration:
