@@ -760,3 +760,28 @@ def test_spans_metrics_and_exemplars_arrive_over_otlp(
 ) -> None:
     """With init() defaults (the ollama integration on by default), everything arrives over OTLP."""
     otlp_round_trip(otlp_grpc_receiver, sim.url, "tiny")
+
+
+@pytest.mark.integration
+def test_ollama_gpu_example_runs_without_gpu_or_ollama() -> None:
+    """examples/ollama_gpu/run.py falls back to the simulated Ollama, says so, and prints its spans."""
+    from tests.support.fixtures import REPO_ROOT
+
+    port = free_port()
+    result = run_python(
+        (REPO_ROOT / "examples" / "ollama_gpu" / "run.py").read_text(),
+        {
+            "OLLAMA_HOST": f"127.0.0.1:{port}",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+        },
+        timeout=60,
+    )
+    assert result.rc == 0, str(result)
+    out = result.stdout
+    assert f"the Ollama at http://127.0.0.1:{port} does not answer: using the simulated" in out
+    for line in ("chat llama3.2:1b  [CLIENT", "text_completion llama3.2:1b  [CLIENT",
+                 "embeddings llama3.2:1b  [CLIENT", "ollama.cold_load = True", "error.type = 404"):  # fmt: skip
+        assert line in out, out
+    assert out.count("chat llama3.2:1b  [CLIENT") == 2  # the abandoned stream's span ended too
