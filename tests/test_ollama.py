@@ -458,7 +458,7 @@ def test_metrics_buckets_units_bounded_attributes_and_exemplars(
     assert by_type["output"].sum == CHUNKS
     assert list(by_type["output"].explicit_bounds) == [4**i for i in range(14)]
     assert metrics[po.DECODE_RATE].unit == "{token}/s"
-    for name in (po.TIME_TO_FIRST_CHUNK, po.TIME_PER_OUTPUT_CHUNK, po.PREFILL_DURATION):
+    for name in (po.TIME_TO_FIRST_CHUNK, po.TIME_PER_OUTPUT_CHUNK, po.TOKEN_USAGE):
         for p in metrics[name].data.data_points:
             assert p.exemplars and p.exemplars[0].span_id == span.context.span_id
     # no prompt, id or content ever reaches a metric attribute
@@ -785,3 +785,22 @@ def test_ollama_gpu_example_runs_without_gpu_or_ollama() -> None:
                  "embeddings llama3.2:1b  [CLIENT", "ollama.cold_load = True", "error.type = 404"):  # fmt: skip
         assert line in out, out
     assert out.count("chat llama3.2:1b  [CLIENT") == 2  # the abandoned stream's span ended too
+
+
+def test_measurements_never_link_to_an_unrelated_current_span(
+    otel: Otel, sim: SimulatedOllama
+) -> None:
+    """Exemplars point at the LLM call's span or at nothing, never at the caller's span."""
+    client = ollama.Client(host=sim.url)
+    tracer = otel.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request handler") as outer:
+        list(client.chat(model="tiny", messages=MESSAGES, stream=True))
+    llm = next(s for s in otel.spans() if s.name == "chat tiny")
+    assert llm.parent is not None and llm.parent.span_id == outer.get_span_context().span_id
+    linked = {
+        e.span_id
+        for metric in otel.metrics().values()
+        for p in metric.data.data_points
+        for e in getattr(p, "exemplars", ())
+    }
+    assert linked == {llm.context.span_id}

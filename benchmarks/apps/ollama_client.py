@@ -2,8 +2,9 @@
 
 Run by ``benchmarks/bench_ollama.py`` in its own process, instrumented
 (``platform_otel.init()``) or not. It reads commands on stdin (``ROUND n``) and
-answers one JSON line per round: per-call wall seconds and the process CPU
-seconds of the whole round (all threads: the exporters' work counts too).
+answers one JSON line per round: per-call wall seconds, the CPU seconds of the
+calling thread (the work on the call's path) and of the whole process (all
+threads: the exporters' work in the background counts too).
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ def main() -> int:
     for line in sys.stdin:
         n = int(line.split()[1])
         walls = []
-        cpu0 = time.process_time()
+        cpu0, thread0 = time.process_time(), time.thread_time()
         for _ in range(n):
             t0 = time.perf_counter()
             call()
             walls.append(time.perf_counter() - t0)
-        cpu = time.process_time() - cpu0
-        print(json.dumps({"walls": walls, "cpu": cpu}), flush=True)
+        cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
+        print(json.dumps({"walls": walls, "cpu": cpu, "thread": thread}), flush=True)
     return 0
 
 

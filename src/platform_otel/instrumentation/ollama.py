@@ -329,21 +329,38 @@ def _detach(token: object, ctx: Context) -> None:
 
 
 def _value(obj: Any, name: str) -> Any:
-    if isinstance(obj, Mapping):
+    """``obj.name`` for ollama's response models, ``obj[name]`` for plain dicts."""
+    if type(obj) is dict:
         return obj.get(name)
-    return getattr(obj, name, None)
+    value = getattr(obj, name, None)
+    if value is None and isinstance(obj, Mapping):
+        return obj.get(name)
+    return value
+
+
+_servers: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _server(instance: Any) -> tuple[str, str, int]:
-    """(base URL, host, port) of the client's Ollama server."""
+    """(base URL, host, port) of the client's Ollama server (cached per client and URL)."""
     url = getattr(getattr(instance, "_client", None), "base_url", None)
     if url is None:
         return "http://127.0.0.1:11434", "127.0.0.1", 11434
+    try:
+        cached = _servers.get(instance)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and cached[0] is url:
+        return cached[1]
     scheme = getattr(url, "scheme", "http") or "http"
     host = getattr(url, "host", None) or "127.0.0.1"
     port = getattr(url, "port", None) or (443 if scheme == "https" else 80)
-    base = str(url).rstrip("/")
-    return base, host, int(port)
+    result = (str(url).rstrip("/"), str(host), int(port))
+    with contextlib.suppress(TypeError):
+        _servers[instance] = (url, result)
+    return result
 
 
 def _error_type(exc: BaseException) -> str:
@@ -613,14 +630,16 @@ class _Call:
                     output_tokens, {**phase_attrs, "gen_ai.token.type": "output"}, context=context
                 )
             if "ollama.prefill.duration" in timings:
+                # Server-side phases: no exemplar (the duration histogram links slow calls
+                # to their traces; an exemplar costs more than the measurement itself).
                 state.prefill.record(
-                    timings["ollama.prefill.duration"], phase_attrs, context=context
+                    timings["ollama.prefill.duration"], phase_attrs, context=_EMPTY
                 )
             if "ollama.decode.duration" in timings:
-                state.decode.record(timings["ollama.decode.duration"], phase_attrs, context=context)
+                state.decode.record(timings["ollama.decode.duration"], phase_attrs, context=_EMPTY)
             if "ollama.decode.tokens_per_second" in timings:
                 state.rate.record(
-                    timings["ollama.decode.tokens_per_second"], phase_attrs, context=context
+                    timings["ollama.decode.tokens_per_second"], phase_attrs, context=_EMPTY
                 )
             if timings.get("ollama.cold_load"):
                 state.loads.add(1, phase_attrs, context=context)
