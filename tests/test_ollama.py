@@ -804,3 +804,76 @@ def test_measurements_never_link_to_an_unrelated_current_span(
         for e in getattr(p, "exemplars", ())
     }
     assert linked == {llm.context.span_id}
+
+
+# --------------------------------------------------------------------------- Prometheus names
+
+PROM_NAMES = (
+    "gen_ai_client_operation_duration_seconds_bucket",
+    "gen_ai_client_token_usage_bucket",
+    "gen_ai_client_operation_time_to_first_chunk_seconds_bucket",
+    "gen_ai_client_operation_time_per_output_chunk_seconds_bucket",
+    "ollama_prefill_duration_seconds_bucket",
+    "ollama_decode_duration_seconds_bucket",
+    # unit {token}/s: the collector appends _per_second to the name that already says it
+    "ollama_decode_tokens_per_second_per_second_bucket",
+    "ollama_model_loads_total",
+    "ollama_model_vram_ratio",
+    "ollama_model_size_bytes",
+    "ollama_model_vram_size_bytes",
+    "ollama_up",
+)
+
+
+@pytest.mark.integration
+def test_prometheus_names_rendered_by_the_collector(
+    tmp_path: Any, sim: SimulatedOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar collector renders the Ollama metrics under the names docs/ollama.md's queries
+    use, with exemplars on the duration buckets (needs the built collector)."""
+    from tests.support.fixtures import start_process, wait_http
+    from tests.test_collector import CONFIG, _scrape, cached_collector, collector_env
+
+    binary = os.environ.get("PLATFORM_OTEL_OTELCOL") or str(cached_collector())
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"collector binary not built ({binary}): run collector/build.sh")
+    tempo, loki = OtlpReceiver("grpc").start(), OtlpReceiver("http").start()
+    try:
+        env, ports = collector_env(tmp_path, tempo.port, loki.endpoint)
+        with start_process([binary, "--config", str(CONFIG)], env) as collector:
+            wait_http(f"http://127.0.0.1:{ports.health}/", collector, timeout=20)
+            app = OTLP_APP.replace("platform_otel.init()", "platform_otel.init(); import time")
+            # one /api/ps poll with the model loaded, then a last call: the SDK keeps exemplars
+            # until the next export, and the exit's final export carries this call's
+            app += "time.sleep(1.0)\nclient.chat(model=model, messages=[{'role': 'user', 'content': 'x'}])\n"
+            ran = run_python(
+                app,
+                {
+                    "OTEL_SERVICE_NAME": "llm-app",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports.grpc}",
+                    "OTEL_METRIC_EXPORT_INTERVAL": "300",
+                    "PLATFORM_OTEL_OLLAMA_PS_INTERVAL": "0.2",
+                },
+                args=[sim.url, "tiny"],
+                timeout=60,
+            )
+            assert ran.rc == 0, str(ran)
+            endpoint = f"127.0.0.1:{ports.prometheus}"
+            deadline = time.monotonic() + 15
+            text = _scrape(endpoint)
+            while not all(n in text for n in PROM_NAMES) and time.monotonic() < deadline:
+                time.sleep(0.3)
+                text = _scrape(endpoint)
+    finally:
+        tempo.stop()
+        loki.stop()
+    missing = [n for n in PROM_NAMES if n not in text]
+    types_ = sorted({line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")})
+    assert not missing, f"not on the collector's /metrics: {missing}; it has {types_}"
+    assert 'gen_ai_request_model="tiny"' in text and 'gen_ai_token_type="output"' in text
+    duration = [
+        line
+        for line in text.splitlines()
+        if line.startswith("gen_ai_client_operation_duration_seconds_bucket") and "trace_id" in line
+    ]
+    assert duration, "no exemplar on the duration buckets"
