@@ -85,7 +85,7 @@ RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000
 
 #: ``load_duration`` at or above this is a cold load (the model was read into memory);
 #: a loaded model answers in a few milliseconds (scheduler bookkeeping only).
-COLD_LOAD_S = 0.1
+COLD_LOAD_S = 0.02
 
 _OPERATIONS = {
     "chat": "chat",
