@@ -187,7 +187,7 @@ def test_real_cold_load_is_flagged_and_counted(otel: Otel, real_ollama: RealOlla
     assert cold_attrs["ollama.load.duration"] == pytest.approx(cold.load_duration / 1e9)
     assert cold_attrs["ollama.cold_load"] is True, cold_attrs
     assert warm_attrs["ollama.cold_load"] is False
-    assert cold.load_duration > 10 * warm.load_duration
+    assert cold.load_duration > warm.load_duration
     loads = otel.points(po.MODEL_LOADS)
     assert loads and loads[0].value >= 1
 
