@@ -157,8 +157,16 @@ class _State:
         return "_OTHER"
 
     def poller(self, base_url: str) -> ResidencyPoller | None:
+        """The running /api/ps poller of ``base_url`` (started on its first call); never raises."""
         if self.ps_interval <= 0:
             return None
+        try:
+            return self._poller(base_url)
+        except Exception:
+            report_internal_error("ollama /api/ps poller")
+            return None
+
+    def _poller(self, base_url: str) -> ResidencyPoller | None:
         poller = self.pollers.get(base_url)
         if poller is None:
             with self.lock:
@@ -264,7 +272,7 @@ def uninstrument() -> None:
     if state is not None:
         _undo(state)
         for poller in list(state.pollers.values()):
-            poller.stop()
+            poller.stop(timeout=0.2)  # daemon threads: shutdown never waits out a slow poll
         state.pollers.clear()
 
 
@@ -482,6 +490,7 @@ class _Call:
             _ADDRESS: host,
             _PORT: port,
         }
+        self.poller = state.poller(base_url)  # before the span: nothing below may fail
         self.start_wall = time.time_ns()
         self.start_ns = time.monotonic_ns()
         self.span: Span = state.tracer.start_span(
@@ -495,7 +504,6 @@ class _Call:
         # The context the HTTP request runs in: this span current, HTTP spans suppressed.
         with suppress_http_instrumentation():
             self.context: Context = trace.set_span_in_context(self.span)
-        self.poller = state.poller(base_url)
         self.first_ns = 0
         self.last_ns = self.start_ns
         self.chunks = 0
