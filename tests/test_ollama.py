@@ -279,6 +279,20 @@ def test_exception_in_the_consumer_loop_ends_the_span(otel: Otel, sim: Simulated
     assert "error.type" not in _attrs(span)  # the call itself did not fail
 
 
+def test_sync_stream_consumed_in_another_thread(
+    otel: Otel, sim: SimulatedOllama, detach_errors: list[logging.LogRecord]
+) -> None:
+    """A stream made in one thread and read in a worker thread: one span, no detach error."""
+    stream = ollama.Client(host=sim.url).chat(model="tiny", messages=MESSAGES, stream=True)
+    chunks: list[Any] = []
+    worker = threading.Thread(target=lambda: chunks.extend(stream))
+    worker.start()
+    worker.join(10)
+    assert len(chunks) == CHUNKS + 1
+    span = _one_span(otel)
+    assert _attrs(span)["gen_ai.response.finish_reasons"] == ("stop",)
+
+
 def test_async_stream_consumed_in_another_task(
     otel: Otel, sim: SimulatedOllama, detach_errors: list[logging.LogRecord]
 ) -> None:
