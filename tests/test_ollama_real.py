@@ -102,49 +102,58 @@ def _duration(span: Any) -> float:
     return float(span.end_time - span.start_time) / 1e9
 
 
-def test_real_stream_exit_paths_each_end_one_span(otel: Otel, real_ollama: RealOllama) -> None:
-    """Exhausted, break + collect, close(), and a caller exception: one span each, all ended."""
-    client = ollama.Client(host=real_ollama.url, timeout=30)
+@pytest.fixture
+def fresh_ollama(tmp_path: Any) -> Iterator[RealOllama]:
+    """A server of its own for a test that hangs up mid-generation.
+
+    Ollama's runner can stop answering after a client disconnects while it is still
+    generating (seen here now and then with v0.17.4: the next request never gets its
+    response headers; a downstream project reports the same defect for 0.24.0 and
+    none for 0.33.3). Such a test makes no request after hanging up, on a server no
+    other test uses.
+    """
+    with serve_real_ollama(tmp_path) as server:
+        yield server
+
+
+@pytest.mark.parametrize("how", ["break", "close", "caller_exception"])
+def test_real_stream_exit_paths_each_end_one_span(
+    otel: Otel, fresh_ollama: RealOllama, how: str
+) -> None:
+    """A stream left early (break + collect, close(), the caller raising): one span, ended, OK."""
+    client = ollama.Client(host=fresh_ollama.url, timeout=30)
     long = {**OPTIONS, "num_predict": 40}
-    assert list(client.chat(model=MODEL, messages=MESSAGES, stream=True, options=OPTIONS))
-
-    stream = client.chat(model=MODEL, messages=MESSAGES, stream=True, options=long)
-    for _ in stream:
-        break
-    del stream
+    if how == "break":
+        stream = client.chat(model=MODEL, messages=MESSAGES, stream=True, options=long)
+        for _ in stream:
+            break
+        del stream
+    elif how == "close":
+        closing = client.generate(model=MODEL, prompt="x", stream=True, options=long)
+        next(closing)
+        closing.close()
+    else:
+        with pytest.raises(KeyError):
+            for _ in client.generate(model=MODEL, prompt="y", stream=True, options=long):
+                raise KeyError("caller")
     gc.collect()
-
-    closing = client.generate(model=MODEL, prompt="x", stream=True, options=long)
-    next(closing)
-    closing.close()
-
-    with pytest.raises(KeyError):
-        for _ in client.generate(model=MODEL, prompt="y", stream=True, options=long):
-            raise KeyError("caller")
-    gc.collect()
-
-    spans = otel.spans()
-    assert len(spans) == 4
-    assert [dict(s.attributes or {}).get("gen_ai.response.finish_reasons") for s in spans] == [
-        ("length",),
-        None,
-        None,
-        None,
-    ]
-    assert all(s.status.status_code == StatusCode.UNSET for s in spans)
-    assert sum(p.count for p in otel.points(po.OPERATION_DURATION)) == 4
-    # after closing early, the server keeps answering
-    assert client.generate(model=MODEL, prompt="z", options=OPTIONS).done
+    (span,) = otel.spans()
+    attrs = dict(span.attributes or {})
+    assert "gen_ai.response.finish_reasons" not in attrs  # the final chunk never came
+    assert attrs["gen_ai.response.time_to_first_chunk"] > 0
+    assert span.status.status_code == StatusCode.UNSET
+    assert sum(p.count for p in otel.points(po.OPERATION_DURATION)) == 1
 
 
 def test_real_async_stream_consumed_in_another_task(
-    otel: Otel, real_ollama: RealOllama, caplog: pytest.LogCaptureFixture
+    otel: Otel, fresh_ollama: RealOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """AsyncClient stream made in one task and read in another: one span, no detach error."""
+    """AsyncClient stream made in one task and read in another, then one closed early with
+    aclose(): one span each, no detach error."""
     caplog.set_level(logging.ERROR, logger="opentelemetry.context")
 
     async def go() -> int:
-        client = ollama.AsyncClient(host=real_ollama.url, timeout=30)
+        client = ollama.AsyncClient(host=fresh_ollama.url, timeout=30)
         stream = await client.chat(model=MODEL, messages=MESSAGES, stream=True, options=OPTIONS)
 
         async def consume() -> int:
@@ -153,7 +162,7 @@ def test_real_async_stream_consumed_in_another_task(
         count = await asyncio.create_task(consume())
         early = await client.generate(model=MODEL, prompt="x", stream=True, options=OPTIONS)
         await early.__anext__()
-        await early.aclose()
+        await early.aclose()  # the last request to this server
         return count
 
     assert asyncio.run(go()) >= 2
@@ -161,6 +170,7 @@ def test_real_async_stream_consumed_in_another_task(
     spans = otel.spans()
     assert len(spans) == 2
     assert dict(spans[0].attributes or {})["gen_ai.usage.output_tokens"] == 6
+    assert "gen_ai.response.finish_reasons" not in dict(spans[1].attributes or {})
 
 
 def test_real_errors_unknown_model_and_nothing_listening(
