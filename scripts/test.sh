@@ -51,6 +51,12 @@ if [ -x collector/jaeger/build.sh ] && [ -z "${PLATFORM_OTEL_SKIP_JAEGER:-}" ]; 
     export PLATFORM_OTEL_JAEGER="$bin"
   else
     echo "jaeger build failed" >&2; exit 1
+if [ -x scripts/build_ollama.sh ] && [ -z "${PLATFORM_OTEL_SKIP_OLLAMA:-}" ]; then
+  step "Ollama server for tests/test_ollama_real.py (built from its Go module, cached by version)"
+  if bin=$(scripts/build_ollama.sh | tail -n 1) && [ -x "$bin" ]; then
+    export PLATFORM_OTEL_OLLAMA="$bin"
+  else
+    echo "Ollama build failed (PLATFORM_OTEL_SKIP_OLLAMA=1 skips the real-server tests)" >&2; exit 1
   fi
 fi
 

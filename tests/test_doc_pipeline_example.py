@@ -143,6 +143,7 @@ def test_pipeline_metrics_arrive_over_otlp_with_exact_counts(summary: dict[str, 
         ("enqueue", "success"): 3,
         ("convert", "success"): 2,
         ("convert", "failure"): 1,
+        ("summarize", "success"): 2,  # the LLM step, for each converted document
     }
     assert {m["prometheus"] for m in _series(summary, "pipeline.items")} == {"pipeline_items_total"}
     durations = {
@@ -186,3 +187,21 @@ def test_log_records_carry_their_documents_trace_id(summary: dict[str, Any]) -> 
         assert [b.split()[0] for b in converter] == [expected], converter
         assert all(r["service"] == "doc-converter" for r in mine if r["scope"] == "doc_converter")
         assert all(len(r["span_id"]) == 16 and r["span_id"] != "0" * 16 for r in mine)
+
+
+def test_converted_documents_are_summarized_by_an_llm_call(summary: dict[str, Any]) -> None:
+    """The LLM step: a summarize stage with one Ollama CLIENT span below it per converted document;
+    the demo says whether a real or the simulated Ollama answered."""
+    assert summary["llm"].startswith(("real Ollama at", "simulated Ollama at")), summary["llm"]
+    for doc in summary["documents"]:
+        spans = doc["spans"]
+        llm = [
+            s for s in spans if s["kind"] == "CLIENT" and s["name"].startswith("text_completion ")
+        ]
+        if doc["status"] != "done":
+            assert llm == []
+            continue
+        stage = _one(spans, name="document-ingest summarize")
+        (call,) = llm
+        assert call["parent_span_id"] == stage["span_id"]
+        assert call["error.type"] is None

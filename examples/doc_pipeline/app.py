@@ -3,7 +3,11 @@
 ``POST /documents`` accepts a document and puts it on an in-process queue; a
 worker takes documents off the queue and calls the ``convert_document`` tool
 of an MCP server (``converter_server.py``, a separate process over stdio), then
-records the result (``GET /documents/{id}``).
+records the result (``GET /documents/{id}``). A converted document is then
+summarized by an LLM (``summarize`` stage, a streamed Ollama ``generate``): a real
+Ollama at ``OLLAMA_HOST`` when one answers and has the model (``DOC_PIPELINE_MODEL``,
+default ``llama3.2:1b``), else the simulated Ollama that ships with platform-otel;
+``GET /healthz`` and the service log say which.
 
 Telemetry uses only the public API: ``platform_otel.init()`` and
 ``platform_otel.pipeline(...)``. One document is one trace: the HTTP request,
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +45,7 @@ platform_otel.init(service_name="doc-pipeline")
 from fastapi import FastAPI, HTTPException  # noqa: E402 - after init(), as the docs recommend
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
+from ollama import AsyncClient  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
@@ -107,12 +114,55 @@ class Document(BaseModel):
     text: str
 
 
+MODEL = os.environ.get("DOC_PIPELINE_MODEL", "llama3.2:1b")
+
+
+def _real_ollama_has(url: str, model: str) -> bool:
+    """Whether an Ollama answers at ``url`` and has ``model`` (a 1 s probe, no retries)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/tags", timeout=1.0) as response:
+            names = {m.get("name") for m in json.loads(response.read()).get("models", [])}
+    except (OSError, ValueError):
+        return False
+    return model in names or f"{model}:latest" in names
+
+
+@contextlib.contextmanager
+def llm_backend() -> Any:
+    """(url, description): a real Ollama when one answers with the model, else the simulated one."""
+    host = os.environ.get("OLLAMA_HOST") or "127.0.0.1:11434"
+    url = host if "://" in host else f"http://{host}"
+    if _real_ollama_has(url, MODEL):
+        yield url, f"real Ollama at {url}, model {MODEL}"
+        return
+    from platform_otel._ollama_sim import SimulatedOllama
+
+    with SimulatedOllama(latency_s=0.15, chunks=16, load_s=0.3) as sim:
+        yield (
+            sim.url,
+            f"simulated Ollama at {sim.url} (no Ollama with {MODEL} at {url}), model {MODEL}",
+        )
+
+
+async def _summarize(llm: AsyncClient, doc_id: str, markdown: str) -> str:
+    """One ``summarize`` stage: a streamed generate call (its span is the stage's child)."""
+    async with pipe.stage("summarize", item_id=doc_id):
+        stream = await llm.generate(
+            model=MODEL,
+            prompt=f"Summarize in one sentence:\n\n{markdown[:4000]}",
+            stream=True,
+            options={"num_predict": 48, "temperature": 0},
+        )
+        return "".join([chunk.response or "" async for chunk in stream]).strip()
+
+
 def _is_error(result: Any) -> bool:
     return bool(getattr(result, "isError", None) or getattr(result, "is_error", None))
 
 
 async def _worker(
     session: ClientSession,
+    llm: AsyncClient,
     queue: asyncio.Queue[dict[str, Any]],
     results: MemoryStatus | RedisStatus,
 ) -> None:
@@ -131,7 +181,8 @@ async def _worker(
                     run.set_outcome("failure")
                     outcome = {"status": "failed", "error": text}
                 else:
-                    outcome = {"status": "done", "markdown": text}
+                    summary = await _summarize(llm, doc_id, text)
+                    outcome = {"status": "done", "markdown": text, "summary": summary}
                 await results.put(doc_id, outcome)
                 log.info("document %s %s", doc_id, outcome["status"])
         except Exception as exc:  # the stage has recorded outcome=failure; keep the worker alive
@@ -153,15 +204,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.queue = queue
         app.state.results = results = await _status_store()
         gauge = pipe.observe_queue("pending", depth=queue.qsize)
-        task = asyncio.create_task(_worker(session, queue, results))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            gauge.unregister()
-            await results.close()
+        with llm_backend() as (llm_url, llm_description):
+            app.state.llm = llm_description
+            log.info("LLM step: %s", llm_description)
+            llm = AsyncClient(host=llm_url)
+            task = asyncio.create_task(_worker(session, llm, queue, results))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                gauge.unregister()
+                await results.close()
 
 
 app = FastAPI(title="doc-pipeline", lifespan=lifespan)
@@ -169,7 +224,7 @@ app = FastAPI(title="doc-pipeline", lifespan=lifespan)
 
 @app.get("/healthz")
 async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    return {"status": "ok", "llm": getattr(app.state, "llm", "")}
 
 
 @app.post("/documents", status_code=202)

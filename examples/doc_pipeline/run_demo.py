@@ -43,6 +43,7 @@ DOCUMENTS = [
     ("notes.txt", "Meeting notes\n\nShip the pipeline dashboard."),
     ("empty.txt", "   "),  # the converter rejects it: a tool error, outcome=failure
 ]
+DONE = [name for name, text in DOCUMENTS if text.strip()]  # converted, then summarized by the LLM
 
 
 def _free_port() -> int:
@@ -169,6 +170,18 @@ def check_trace(spans: list[Span], failed: bool, redis: bool = False) -> list[st
             below = [s for s in spans if _is_redis(s) and stage in _ancestors(s, by_id)]
             if stage and not below:
                 problems.append(f"no Redis span below the {what} stage")
+    if not failed:  # the LLM step: a summarize stage and the Ollama call below it
+        summarize = find(lambda s: s.name == "document-ingest summarize", "summarize stage span")
+        llm = find(
+            lambda s: s.kind == "CLIENT" and s.attributes.get("gen_ai.provider.name") == "ollama",
+            "LLM span",
+        )
+        if summarize and convert and convert not in _ancestors(summarize, by_id):
+            problems.append("summarize span is not below the convert stage")
+        if llm and summarize and llm.parent_span_id != summarize.span_id:
+            problems.append("LLM span is not a child of the summarize stage")
+        if llm and not llm.attributes.get("gen_ai.usage.output_tokens"):
+            problems.append("LLM span lacks gen_ai.usage.output_tokens")
     return problems
 
 
@@ -390,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                 return False
 
         _wait(healthy, args.timeout, "the service to start")
+        llm = _http("GET", f"{base}/healthz")[1].get("llm", "")
+        summary["llm"] = llm
+        print(f"LLM step (summarize): {llm}")
         for name, text in DOCUMENTS:
             code, body = _http("POST", f"{base}/documents", {"name": name, "text": text})
             assert code == 202, (code, body)
@@ -409,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 and any(s.trace_id == tid and s.service == "doc-converter" for s in spans)
                 and any(s.trace_id == tid and s.name.startswith("POST /documents") for s in spans)
                 for _, _, tid in submitted
-            )
+            ) and len([s for s in spans if s.name == "document-ingest summarize"]) == len(DONE)
 
         _wait(exported, args.timeout, "the spans to be exported")
         time.sleep(0.5)  # let the last batch of each process arrive
@@ -453,8 +469,13 @@ def main(argv: list[str] | None = None) -> int:
                 r["count"] for r in series(metrics, "mcp.server.operation.duration", **calls)
             )
             traces = {(r.trace_id, r.service) for r in collector.logs()}
+            summarized = sum(
+                r["value"] for r in series(metrics, "pipeline.items", stage="summarize")
+            )
+            llm_calls = sum(r["count"] for r in series(metrics, "gen_ai.client.operation.duration"))
             return (
                 converted == len(submitted)
+                and llm_calls == summarized == len(DONE)
                 and served == len(submitted)
                 and all(
                     (tid, service) in traces

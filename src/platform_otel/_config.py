@@ -204,6 +204,8 @@ class Settings:
     server_request_hook: Callable[[Any, Any], None] | None = None
     #: ``init(server_response_hook=...)``: ``hook(span, scope, message)`` at ``http.response.start``.
     server_response_hook: Callable[[Any, Any, Any], None] | None = None
+    #: Seconds between ``GET /api/ps`` polls of each Ollama server called (0: no polling).
+    ollama_ps_interval: float = 15.0
     #: Variables the SDK reads itself whose values are invalid: reported, and hidden from
     #: the SDK (platform_otel._sdk_env), which then uses its default instead of raising.
     invalid_sdk_variables: tuple[str, ...] = ()
@@ -855,6 +857,7 @@ def load_settings(
         ),
         server_request_hook=_hook(r, o.server_request_hook, "server_request_hook"),
         server_response_hook=_hook(r, o.server_response_hook, "server_response_hook"),
+        ollama_ps_interval=r.number(None, "", ("PLATFORM_OTEL_OLLAMA_PS_INTERVAL",), 15.0, lo=0.0),
         invalid_sdk_variables=tuple(invalid_sdk_variables),
         problems=tuple(r.problems),
     )
