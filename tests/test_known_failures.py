@@ -639,6 +639,8 @@ def test_gpu_rows_cite_tests_that_exist() -> None:
     ).stdout.splitlines()
     missing = [node for ids in cited for node in ids if node not in collected]
     assert not missing, missing
+
+
 # --------------------------------------------------------------------------- LLM calls (Ollama)
 
 AIRGAP_APP = """

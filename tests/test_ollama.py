@@ -479,7 +479,7 @@ def test_metrics_buckets_units_bounded_attributes_and_exemplars(
     by_type = {p.attributes["gen_ai.token.type"]: p for p in usage.data.data_points}
     assert by_type["output"].sum == CHUNKS
     assert list(by_type["output"].explicit_bounds) == [4**i for i in range(14)]
-    assert metrics[po.DECODE_RATE].unit == "{token}/s"
+    assert metrics[po.DECODE_RATE].unit == "{token}"
     for name in (po.TIME_TO_FIRST_CHUNK, po.TIME_PER_OUTPUT_CHUNK, po.TOKEN_USAGE):
         for p in metrics[name].data.data_points:
             assert p.exemplars and p.exemplars[0].span_id == span.context.span_id
@@ -837,8 +837,8 @@ PROM_NAMES = (
     "gen_ai_client_operation_time_per_output_chunk_seconds_bucket",
     "ollama_prefill_duration_seconds_bucket",
     "ollama_decode_duration_seconds_bucket",
-    # unit {token}/s: the collector appends _per_second to the name that already says it
-    "ollama_decode_tokens_per_second_per_second_bucket",
+    # unit {token}: the name already says per second; nothing is appended
+    "ollama_decode_tokens_per_second_bucket",
     "ollama_model_loads_total",
     "ollama_model_vram_ratio",
     "ollama_model_size_bytes",

@@ -246,7 +246,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             DECODE_DURATION, "s", PHASE_BUCKETS, "Ollama's generation time (eval_duration)."
         ),
         rate=histogram(
-            DECODE_RATE, "{token}/s", RATE_BUCKETS,
+            DECODE_RATE, "{token}", RATE_BUCKETS,  # per second: the name says so
             "Generated tokens per second of decode time (eval_count / eval_duration).",
         ),
         loads=meter.create_counter(
