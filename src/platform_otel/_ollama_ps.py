@@ -285,7 +285,7 @@ class _Gauges:
         meter.create_observable_gauge(
             UP,
             callbacks=[self._callback(UP)],
-            unit="",  # no unit: with "1" Prometheus would render ollama_up_ratio
+            unit="",  # no unit: with "1" Prometheus would render ollama_up
             description="1 when the Ollama server answered the last /api/ps poll, else 0.",
         )
 
