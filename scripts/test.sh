@@ -51,6 +51,9 @@ if [ -x collector/jaeger/build.sh ] && [ -z "${PLATFORM_OTEL_SKIP_JAEGER:-}" ]; 
     export PLATFORM_OTEL_JAEGER="$bin"
   else
     echo "jaeger build failed" >&2; exit 1
+  fi
+fi
+
 if [ -x scripts/build_ollama.sh ] && [ -z "${PLATFORM_OTEL_SKIP_OLLAMA:-}" ]; then
   step "Ollama server for tests/test_ollama_real.py (built from its Go module, cached by version)"
   if bin=$(scripts/build_ollama.sh | tail -n 1) && [ -x "$bin" ]; then

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.prometheus import Prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -444,30 +444,6 @@ def test_spans_survive_collector_restart_while_tempo_is_down(otelcol: Path, tmp_
 
 
 # --------------------------------------------------------------------------- prometheus
-
-
-@dataclass
-class Prometheus:
-    base: str
-
-    def get(self, path: str, **params: str) -> Any:
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
-        status, body = http_get(url)
-        assert status == 200, f"{url}: {status} {body}"
-        data = json.loads(body)
-        assert data["status"] == "success", data
-        return data["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.get("/api/v1/query", query=promql)["result"]
-        return result
-
-    def wait_query(self, promql: str, timeout: float = 15.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not (result := self.query(promql)):
-            assert time.monotonic() < deadline, f"no result for {promql}"
-            time.sleep(0.25)
-        return result
 
 
 def _prometheus_binary() -> str:
