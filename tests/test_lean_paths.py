@@ -455,3 +455,26 @@ def test_lean_log_emitter_steps_aside_when_processors_change() -> None:
     provider.add_log_record_processor(SimpleLogRecordProcessor(InMemoryLogRecordExporter()))
     assert emitter.emit(logger, **fields) is False
     assert LeanLogEmitter.create(provider) is None  # not every processor is a batch processor
+
+
+def test_lean_histogram_shares_its_meters_scope_with_sdk_instruments_on_the_wire() -> None:
+    """A lean histogram and SDK instruments of the same meter reach OTLP together: one
+    ScopeMetrics for the scope (a second one for the same scope replaces the first there)."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    meter = provider.get_meter("shared.scope")
+    meter.create_histogram("sdk.histogram").record(1.0, {"k": "v"})
+    meter.create_counter("sdk.counter").add(1)
+    lean = LeanHistogram.create(meter, "lean.histogram", "s", "d", (0.1, 1.0))
+    assert lean is not None
+    lean.record(0.5, ("v",), {"k": "v"})
+    request = encode_metrics(reader.get_metrics_data())
+    scopes = [sm for rm in request.resource_metrics for sm in rm.scope_metrics]
+    assert [sm.scope.name for sm in scopes] == ["shared.scope"]
+    assert sorted(m.name for m in scopes[0].metrics) == [
+        "lean.histogram",
+        "sdk.counter",
+        "sdk.histogram",
+    ]

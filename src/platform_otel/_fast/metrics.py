@@ -274,10 +274,21 @@ class LeanHistogram:
         resource_metrics = list(data.resource_metrics) if data is not None else []
         for i, rm in enumerate(resource_metrics):
             if rm.resource is resource:
+                # Into the ScopeMetrics of our meter's scope when the SDK collected other
+                # instruments of the same meter: OTLP encoders key scopes by identity, and a
+                # second ScopeMetrics of the same scope would replace the first.
+                merged, found = [], False
+                for sm in rm.scope_metrics:
+                    if not found and sm.scope == self._scope:
+                        sm = ScopeMetrics(
+                            scope=sm.scope, metrics=[*sm.metrics, metric], schema_url=sm.schema_url
+                        )
+                        found = True
+                    merged.append(sm)
+                if not found:
+                    merged.append(scope_metrics)
                 resource_metrics[i] = ResourceMetrics(
-                    resource=rm.resource,
-                    scope_metrics=[*rm.scope_metrics, scope_metrics],
-                    schema_url=rm.schema_url,
+                    resource=rm.resource, scope_metrics=merged, schema_url=rm.schema_url
                 )
                 break
         else:

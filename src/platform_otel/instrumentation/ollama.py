@@ -120,6 +120,40 @@ _MISSING = object()
 _EMPTY: Any = None  # a context whose span is invalid (no exemplar), made at instrument()
 
 
+_TPOC_DESCRIPTION = "Time between consecutive chunks of a streamed response."
+
+
+def _per_chunk_histogram(meter: Any, histogram: Callable[..., Any]) -> Any:
+    """``time_per_output_chunk``: recorded once per chunk, so through the fast path's
+    pre-aggregated histogram where it is on (~1 µs a record instead of ~11 µs), else the
+    SDK instrument. Same metric, points and exemplars (tests/test_ollama.py)."""
+    from .. import _fast
+
+    lean = _fast.histogram(meter, TIME_PER_OUTPUT_CHUNK, "s", _TPOC_DESCRIPTION, CHUNK_BUCKETS)
+    if lean is None:
+        return histogram(TIME_PER_OUTPUT_CHUNK, "s", CHUNK_BUCKETS, _TPOC_DESCRIPTION)
+    return _LeanRecord(lean)
+
+
+class _LeanRecord:
+    """A lean histogram behind the SDK instrument's ``record(amount, attributes, context)``."""
+
+    __slots__ = ("_lean",)
+
+    def __init__(self, lean: Any) -> None:
+        self._lean = lean
+
+    def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+        attrs = attributes or {}
+        span_context = None
+        if context is not None:
+            from opentelemetry import trace
+
+            found = trace.get_current_span(context).get_span_context()
+            span_context = found if found.is_valid else None
+        self._lean.record(amount, frozenset(attrs.items()), attrs, span_context)
+
+
 @dataclass
 class _State:
     tracer: Tracer
@@ -127,7 +161,7 @@ class _State:
     duration: Histogram
     tokens: Histogram
     ttfc: Histogram
-    tpoc: Histogram
+    tpoc: Any  # Histogram, or _LeanRecord (the same metric through the fast path)
     prefill: Histogram
     decode: Histogram
     rate: Histogram
@@ -234,10 +268,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             TIME_TO_FIRST_CHUNK, "s", DURATION_BUCKETS,
             "Time from the request to the first chunk of a streamed response.",
         ),
-        tpoc=histogram(
-            TIME_PER_OUTPUT_CHUNK, "s", CHUNK_BUCKETS,
-            "Time between consecutive chunks of a streamed response.",
-        ),
+        tpoc=_per_chunk_histogram(meter, histogram),
         prefill=histogram(
             PREFILL_DURATION, "s", PHASE_BUCKETS,
             "Ollama's prompt evaluation time (prompt_eval_duration).",
