@@ -831,29 +831,17 @@ class _SyncStream(Iterator[Any]):
 
     def __next__(self) -> Any:
         call = self._call
-        if call.chunks:  # the request went out with the first chunk: just read on
-            try:
-                chunk = next(self._inner)
-            except StopIteration:
-                self._end(None)
-                raise
-            except BaseException as exc:
-                self._end(exc)
-                raise
-            call.on_chunk(chunk)
-            return chunk
-        token = _attach(call.context)  # the HTTP request is sent now: this span, no httpx span
+        # Before the first chunk the HTTP request is sent: this span current, no httpx span.
+        token = None if call.chunks else _attach(call.context)
         try:
             chunk = next(self._inner)
-        except StopIteration:
-            _detach(token, call.context)
-            self._end(None)
-            raise
         except BaseException as exc:
-            _detach(token, call.context)
-            self._end(exc)
+            if token is not None:
+                _detach(token, call.context)
+            self._end(None if isinstance(exc, StopIteration) else exc)
             raise
-        _detach(token, call.context)
+        if token is not None:
+            _detach(token, call.context)
         call.on_chunk(chunk)
         return chunk
 
@@ -892,34 +880,18 @@ class _AsyncStream(AsyncIterator[Any]):
 
     async def __anext__(self) -> Any:
         call = self._call
-        if call.chunks:  # the request went out with the first chunk: just read on
-            try:
-                chunk = await self._inner.__anext__()
-            except StopAsyncIteration:
-                self._end(None)
-                raise
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                self._end(exc)
-                raise
-            call.on_chunk(chunk)
-            return chunk
-        token = _attach(call.context)  # the HTTP request is sent now: this span, no httpx span
+        # Before the first chunk the HTTP request is sent: this span current, no httpx span.
+        token = None if call.chunks else _attach(call.context)
         try:
             chunk = await self._inner.__anext__()
-        except StopAsyncIteration:
-            _detach(token, call.context)
-            self._end(None)
-            raise
-        except GeneratorExit:  # this await was torn down (its coroutine closed): not an error
-            _detach(token, call.context)
-            raise
         except BaseException as exc:
-            _detach(token, call.context)
-            self._end(exc)
+            if token is not None:
+                _detach(token, call.context)
+            if not isinstance(exc, GeneratorExit):  # a torn-down await is not an error
+                self._end(None if isinstance(exc, StopAsyncIteration) else exc)
             raise
-        _detach(token, call.context)
+        if token is not None:
+            _detach(token, call.context)
         call.on_chunk(chunk)
         return chunk
 
