@@ -113,7 +113,7 @@ print(f"TRACE={ctx.trace_id:032x} SPAN={ctx.span_id:016x} PID={os.getpid()}", fl
 """
 
 
-def _gpu_off_line(line: str) -> bool:
+def _expected_notice(line: str) -> bool:
     """The gpu integration's one INFO line on a host without an NVIDIA driver (docs/gpu.md), and
     at the lowest declared versions the one warning that the fast path is off (docs/versions.md)."""
     if os.environ.get("PLATFORM_OTEL_LOWEST") and "platform-otel: fast path off" in line:
@@ -164,7 +164,7 @@ def test_signals_arrive_with_resource_and_correlated_logs(
     noise = [
         line
         for line in result.stderr.splitlines()
-        if line.strip() and "side span" not in line and not _gpu_off_line(line)
+        if line.strip() and "side span" not in line and not _expected_notice(line)
     ]
     assert not noise, f"unexpected stderr output:\n{result}"
 
@@ -304,7 +304,7 @@ def test_collector_restart_mid_run(protocol: str, request: pytest.FixtureRequest
     ours = [
         line
         for line in result.stderr.splitlines()
-        if line.strip() and "tick" not in line and not _gpu_off_line(line)
+        if line.strip() and "tick" not in line and not _expected_notice(line)
     ]
     warnings = [line for line in ours if "cannot export" in line]
     assert len(warnings) == 1, f"expected one warning for the outage:\n{result}"
