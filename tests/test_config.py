@@ -163,3 +163,17 @@ def test_settings_as_dict_hides_header_values() -> None:
     d = load_settings({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20secret"}).as_dict()
     assert d["traces"]["headers"] == {"authorization": "***"}
     assert "secret" not in repr(d)
+
+
+def test_bad_excluded_url_pattern_is_reported_and_left_out() -> None:
+    """An invalid regular expression in OTEL_PYTHON_EXCLUDED_URLS is named in one problem and
+    left out; the valid ones still apply, and a non-callable hook is reported, not kept."""
+    s = load_settings(
+        {"OTEL_PYTHON_EXCLUDED_URLS": "health,(unclosed"},
+        InitOptions(server_request_hook="not a function"),  # type: ignore[arg-type]
+    )
+    assert s.http_excluded_urls == ("health",)
+    assert s.server_request_hook is None
+    problems = [str(p) for p in s.problems]
+    assert any("OTEL_PYTHON_EXCLUDED_URLS" in p and "(unclosed" in p for p in problems), problems
+    assert any("server_request_hook" in p for p in problems), problems
