@@ -156,6 +156,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     _R("OTLPSpanExporter", "_timeout", "helper"),
     _R("OTLPSpanExporter", "_client", "helper"),
     _R("FastAPI", "_is_instrumented_by_opentelemetry", "helper"),
+    # Private module paths named as strings elsewhere; a moved one only makes its use a
+    # no-op: _sdk_env's import hook (modules that raise on bad variables) and the logging
+    # integration's list of OpenTelemetry's own log handlers (never exported back).
+    _R("opentelemetry.sdk._logs._internal", "", "helper"),
+    _R("opentelemetry.instrumentation._semconv", "", "helper"),
 )
 
 # The logs SDK and API live under ``opentelemetry.sdk._logs`` / ``opentelemetry._logs``:
