@@ -10,6 +10,13 @@ records that arrived over OTLP, the logs matched to their document's trace.
 
     python examples/doc_pipeline/run_demo.py            # trees, metrics, logs
     python examples/doc_pipeline/run_demo.py --json     # plus one JSON summary line
+    python examples/doc_pipeline/run_demo.py --stack    # ... through collector, Prometheus, Jaeger
+
+With ``--stack`` the service's telemetry goes through the sidecar collector, which
+also feeds Prometheus and Jaeger, all started here as local processes (``_stack.py``;
+each skipped with a note when not built); the demo then prints the Prometheus graph
+pages and the Jaeger query URL to open, one document's trace read back from Jaeger,
+and keeps the stack running until Ctrl-C (or ``--hold SECONDS``).
 
 Exit status 0 when every document's trace is complete and its metrics and logs
 arrived, 1 otherwise.
@@ -37,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _collector import Collector, LogRecord, Point, Span  # noqa: E402
+from _stack import Stack, jaeger_spans  # noqa: E402
 
 DOCUMENTS = [
     ("report.txt", "Quarterly report\n\nRevenue grew by 12%.\n\nCosts were flat."),
@@ -353,9 +361,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-redis", action="store_true", help="keep document status in memory, as without Redis"
     )
+    parser.add_argument(
+        "--stack",
+        action="store_true",
+        help="also run the collector, Prometheus and Jaeger (local processes) and print their URLs",
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        metavar="SECONDS",
+        help="with --stack: keep the stack running this long (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="submit the documents this many times, 1 s apart (default 1; 5 with --stack,"
+        " so the graphs show rates)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 5 if args.stack else 1
 
     collector = Collector().start()
+    if not args.stack:
+        return run(args, collector, None)
+    return run_with_stack(args, collector)
+
+
+def run(args: argparse.Namespace, collector: Collector, stack: Stack | None) -> int:
+    """The demo; with a ``stack`` its service exports to the stack's collector."""
     redis_proc, redis_url = (
         (None, "--no-redis: document status kept in memory") if args.no_redis else start_redis()
     )
@@ -363,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+        OTEL_EXPORTER_OTLP_ENDPOINT=(stack and stack.otlp_endpoint) or collector.endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_BLRP_SCHEDULE_DELAY="200",
@@ -488,6 +522,22 @@ def main(argv: list[str] | None = None) -> int:
             _wait(signals_arrived, min(args.timeout, 15.0), "the metrics and logs to be exported")
         except TimeoutError as exc:
             signal_problems.append(str(exc))
+        more = []
+        for _ in range(args.rounds - 1):  # more traffic, so that the graphs show rates
+            time.sleep(1.0)
+            for name, text in DOCUMENTS:
+                more.append(_http("POST", f"{base}/documents", {"name": name, "text": text})[1])
+        if more:
+            _wait(
+                lambda: all(
+                    _http("GET", f"{base}/documents/{doc['id']}")[1]["status"] != "queued"
+                    for doc in more
+                ),
+                args.timeout,
+                "the other rounds' documents to be converted",
+            )
+            print(f"submitted and converted {len(more)} more documents ({args.rounds - 1} rounds)")
+        summary["rounds"] = args.rounds
     finally:
         if service.poll() is None:
             service.send_signal(signal.SIGTERM)  # the service flushes its telemetry on SIGTERM
@@ -496,8 +546,10 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(service.pid, signal.SIGKILL)
                 service.wait(5)
-        time.sleep(0.3)  # the converter's final flush, after its stdin closed
-        collector.stop()
+        # The converter's final flush, after its stdin closed (through the collector: later).
+        time.sleep(1.5 if stack and stack.otlp_endpoint else 0.3)
+        if stack is None:
+            collector.stop()
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(5)
@@ -534,7 +586,113 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         print("SUMMARY " + json.dumps(summary))
+    if stack is not None:
+        ok = show_stack(stack, documents, args.timeout) and ok
     return 0 if ok else 1
+
+
+# --- the stack (--stack) ----------------------------------------------------------------
+
+# The Prometheus graphs the demo prints: what each shows, and its PromQL (the expressions
+# of the Pipelines and Services dashboards, for the demo's service).
+GRAPHS: dict[str, str] = {
+    "pipeline throughput, items/s by stage and outcome": (
+        'sum by (stage, outcome) (rate(pipeline_items_total{job="doc-pipeline"}[1m]))'
+    ),
+    "pipeline failures, items/s by stage": (
+        'sum by (stage) (rate(pipeline_items_total{job="doc-pipeline",outcome="failure"}[1m]))'
+    ),
+    "pipeline stage duration p95, seconds": (
+        "histogram_quantile(0.95, sum by (le, stage)"
+        ' (rate(pipeline_stage_duration_seconds_bucket{job="doc-pipeline"}[1m])))'
+    ),
+    "HTTP request rate, requests/s by route and status": (
+        "sum by (http_route, http_response_status_code)"
+        ' (rate(http_server_request_duration_seconds_count{job="doc-pipeline"}[1m]))'
+    ),
+    "HTTP request duration p95, seconds by route": (
+        "histogram_quantile(0.95, sum by (le, http_route)"
+        ' (rate(http_server_request_duration_seconds_bucket{job="doc-pipeline"}[1m])))'
+    ),
+}
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: the stack stops the same way."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Interrupted
+
+
+def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
+    """The demo through the stack; then hold it until Ctrl-C (or ``--hold``); always stop it."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    stack = Stack(collector.endpoint)
+    rc = 1
+    try:
+        print("stack: starting the collector, Prometheus and Jaeger (local processes)")
+        stack.start()
+        for note in stack.notes:
+            print(f"  skipped: {note}")
+        running = [p.name for p in stack.processes]
+        print(
+            f"  running: {', '.join(running) or 'nothing'}"
+            + (f" (files in {stack.workdir})" if stack.workdir else "")
+        )
+        rc = run(args, collector, stack)
+        if args.hold is None:
+            print("\nthe stack keeps running: press Ctrl-C to stop it", flush=True)
+            while True:
+                time.sleep(3600)
+        print(f"\nthe stack keeps running for {args.hold:g} s (--hold)", flush=True)
+        time.sleep(args.hold)
+    except KeyboardInterrupt:
+        print("\nstopping the stack (Ctrl-C)", flush=True)
+    finally:
+        # A second Ctrl-C (or SIGTERM) must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        names = stack.stop()
+        collector.stop()
+        if names:
+            print(f"stopped: {', '.join(names)}; removed {stack.workdir}", flush=True)
+    return rc
+
+
+def show_stack(stack: Stack, documents: list[tuple[str, str]], timeout: float) -> bool:
+    """Print what to open in a browser and one document's trace as Jaeger has it."""
+    ok = True
+    print("\nthe stack: open in a browser")
+    if stack.prometheus_url:
+        deadline = time.monotonic() + min(timeout, 30.0)
+        for title, expr in GRAPHS.items():  # printed once Prometheus can plot them
+            while not stack.prometheus_has_data(expr) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            data = stack.prometheus_has_data(expr)
+            ok = ok and data
+            print(f"  Prometheus: {title}{'' if data else '  (PROBLEM: no data yet)'}")
+            print(f"    {stack.prometheus_graph(expr)}")
+        print(f"  Prometheus targets: {stack.prometheus_url}/classic/targets")
+    if not stack.jaeger_url:
+        return ok
+    name, trace_id = documents[0]
+    print(f"  Jaeger: the trace of {name} (query API; this Jaeger build's UI is a placeholder)")
+    print(f"    {stack.jaeger_url}/api/traces/{trace_id}")
+    problems: list[str] = ["not in Jaeger"]
+    spans: list[Span] = []
+    deadline = time.monotonic() + min(timeout, 15.0)
+    while problems and time.monotonic() < deadline:
+        trace = stack.jaeger_trace(trace_id)
+        spans = jaeger_spans(trace) if trace else []
+        problems = check_trace(spans, failed=False) if spans else ["not in Jaeger"]
+        if problems:
+            time.sleep(0.3)
+    print(f"\n{name}, trace {trace_id}, read back from Jaeger: {len(spans)} spans")
+    print_tree(spans)
+    for problem in problems:
+        print(f"  PROBLEM: {problem}")
+    return ok and not problems
 
 
 if __name__ == "__main__":
