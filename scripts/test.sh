@@ -71,6 +71,14 @@ if ! command -v prometheus >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_PROMETH
   fi
 fi
 
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${PLATFORM_OTEL_SKIP_CHROMIUM:-}" ]; then
+  step "Chromium (Debian package; tests/integration/test_demo_stack.py opens the demo's graphs in it)"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+      || { echo "could not install chromium" >&2; exit 1; }
+  fi
+fi
+
 # With a compiler the C encoder must have been built (tests/test_speedups.py compares it with Python).
 if command -v cc >/dev/null 2>&1; then export PLATFORM_OTEL_REQUIRE_SPEEDUPS=1; fi
 status=0

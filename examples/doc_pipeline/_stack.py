@@ -158,6 +158,7 @@ def _collector_config(workdir: Path, demo_receiver: str, with_trace_store: bool)
         pipelines[name]["exporters"].append(DEMO_EXPORTER)
     if not with_trace_store:  # no Jaeger: nothing where Tempo's exporter would send
         pipelines["traces"]["exporters"].remove("otlp_grpc/tempo")
+        del config["exporters"]["otlp_grpc/tempo"]
     path = workdir / "otelcol.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

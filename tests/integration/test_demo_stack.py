@@ -271,7 +271,9 @@ def test_demo_stack_serves_graphs_and_the_trace_then_stops_on_ctrl_c(demo: _Demo
             name = ("throughput", "failures", "stage-p95", "http-rate", "http-p95")[index]
             Path(shots).mkdir(parents=True, exist_ok=True)
             png = Path(shots) / f"demo-prometheus-{name}.png"
-            shot = _browser(browser, url, f"--screenshot={png}")
+            # Zoomed to the last minute (the page's "-" button), where the run's data is.
+            zoomed = url.replace("g0.range_input=5m", "g0.range_input=1m")
+            shot = _browser(browser, zoomed, f"--screenshot={png}")
             assert shot.returncode == 0 and png.stat().st_size > 10_000, shot.stderr
     empty = graphs[0].replace("pipeline_items_total", "pipeline_items_total_nothing_here")
     page = _browser(browser, empty, "--dump-dom")
@@ -291,3 +293,46 @@ def test_demo_stack_serves_graphs_and_the_trace_then_stops_on_ctrl_c(demo: _Demo
     assert not workdir.exists()
     assert any(line.startswith("stopped: ") for line in demo.lines[-3:]), demo.output
     assert stop_seconds < 15, stop_seconds
+
+
+def test_stack_without_jaeger_still_runs_the_collector_and_prometheus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A component that is not built is skipped with a note saying how to build it."""
+    stack_module = _stack_module()
+    if stack_module.otelcol_binary() is None or stack_module.prometheus_binary() is None:
+        pytest.skip("needs the collector (bash collector/build.sh) and Prometheus")
+    pytest.importorskip("yaml")
+    monkeypatch.setenv("PLATFORM_OTEL_JAEGER", "/nonexistent/jaeger")
+    stack = stack_module.Stack("http://127.0.0.1:9")
+    try:
+        stack.start()
+        assert [p.name for p in stack.processes] == ["collector", "prometheus"]
+        assert stack.jaeger_url is None and stack.otlp_endpoint and stack.prometheus_url
+        assert len(stack.notes) == 1 and "bash collector/jaeger/build.sh" in stack.notes[0]
+        assert http_get(f"{stack.prometheus_url}/classic/targets")[0] == 200
+        pids = [p.proc.pid for p in stack.processes]
+        workdir = stack.workdir
+    finally:
+        stopped = stack.stop()
+    assert stopped == ["collector", "prometheus"]
+    assert not any(_alive(pid) for pid in pids) and workdir and not workdir.exists()
+
+
+def test_demo_without_the_collector_runs_as_before_and_says_how_to_build_it() -> None:
+    """No collector: a note naming collector/build.sh, no stack, the demo's own view as usual."""
+    pytest.importorskip("fastapi")
+    env = {"PLATFORM_OTEL_OTELCOL": "/nonexistent/otelcol-platform"}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE / "run_demo.py"), "--stack", "--hold", "0", "--rounds", "1"],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "skipped: collector: not built" in proc.stdout
+    assert "bash collector/build.sh" in proc.stdout
+    assert "running: nothing" in proc.stdout
+    assert "all documents traced end to end; metrics and logs received" in proc.stdout
+    assert "/classic/graph" not in proc.stdout and "/api/traces/" not in proc.stdout
