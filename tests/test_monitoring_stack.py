@@ -22,12 +22,10 @@ the traffic deserves must be firing; every document's trace must be whole in Jae
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.fixtures import (
     REPO_ROOT,
     Server,
@@ -96,41 +95,23 @@ BUILTIN_VARIABLES = {
 # --------------------------------------------------------------------------- binaries
 
 
-def _cache_root() -> Path:
-    return Path(
-        os.environ.get("PLATFORM_OTEL_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-    )
-
-
 def otelcol_binary() -> Path:
-    given = os.environ.get("PLATFORM_OTEL_OTELCOL")
-    if given:
-        return Path(given)
-    digest = hashlib.sha256((COLLECTOR_DIR / "manifest.yaml").read_bytes()).hexdigest()
-    path = _cache_root() / f"otelcol-{digest}" / "otelcol-platform"
-    if not path.is_file():
-        pytest.skip(
-            f"collector not built ({path}): run collector/build.sh or set PLATFORM_OTEL_OTELCOL"
-        )
-    return path
+    path = demo_stack.otelcol_binary()
+    if path is None:
+        pytest.skip("collector not built: run collector/build.sh or set PLATFORM_OTEL_OTELCOL")
+    return Path(path)
 
 
 def jaeger_binary() -> Path | None:
     """$PLATFORM_OTEL_JAEGER, else collector/jaeger/build.sh's cache entry, else None."""
+    path: Path | None = demo_stack.jaeger_binary()
     given = os.environ.get("PLATFORM_OTEL_JAEGER")
-    if given:
-        assert os.access(given, os.X_OK), f"PLATFORM_OTEL_JAEGER={given} is not executable"
-        return Path(given)
-    gomod = (COLLECTOR_DIR / "jaeger" / "go.mod").read_text(encoding="utf-8")
-    version = re.search(r"github.com/jaegertracing/jaeger (v[\d.]+)", gomod)
-    assert version, "collector/jaeger/go.mod pins no jaeger version"
-    path = _cache_root() / f"jaeger-{version.group(1)}" / "jaeger"
-    return path if path.is_file() else None
+    assert not given or os.access(given, os.X_OK), f"PLATFORM_OTEL_JAEGER={given} is not executable"
+    return path
 
 
 def prometheus_binary() -> str:
-    found = os.environ.get("PLATFORM_OTEL_PROMETHEUS") or shutil.which("prometheus")
+    found: str | None = demo_stack.prometheus_binary()
     if not found:
         pytest.skip("prometheus not installed: apt-get install -y prometheus")
     return found
@@ -239,43 +220,6 @@ class Stack:
     ops_port: int = 0
 
 
-def _collector_env(
-    storage: Path, traces_endpoint: str, loki: str
-) -> tuple[dict[str, str], dict[str, int]]:
-    ports = {name: free_port() for name in ("grpc", "http", "health", "prometheus", "telemetry")}
-    env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports['prometheus']}",
-        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-        "OTELCOL_TELEMETRY_PORT": str(ports["telemetry"]),
-        "OTELCOL_STORAGE_DIR": str(storage),
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-        "OTELCOL_BATCH_TIMEOUT": "200ms",
-        "TEMPO_ENDPOINT": traces_endpoint,
-        "LOKI_ENDPOINT": loki,
-    }
-    return env, ports
-
-
-def _jaeger_env() -> tuple[dict[str, str], dict[str, int]]:
-    ports = {
-        name: free_port() for name in ("grpc", "http", "query", "query_grpc", "health", "telemetry")
-    }
-    env = {
-        "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['grpc']}",
-        "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['http']}",
-        "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{ports['query']}",
-        "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports['query_grpc']}",
-        "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
-        "JAEGER_TELEMETRY_HOST": "127.0.0.1",
-        "JAEGER_TELEMETRY_PORT": str(ports["telemetry"]),
-        "JAEGER_BATCH_TIMEOUT": "100ms",
-    }
-    return env, ports
-
-
 def prometheus_config(workdir: Path, targets: dict[str, str]) -> Path:
     """The shipped prometheus.yml and alerts.yaml, targets and intervals made testable."""
     text = (COLLECTOR_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
@@ -332,7 +276,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         loki = OtlpReceiver("http").start()  # Loki's stand-in
         stack_ctx.callback(loki.stop)
         if jaeger_bin is not None:
-            jenv, jports = _jaeger_env()
+            jenv, jports = demo_stack.jaeger_env()
             jaeger_proc = stack_ctx.enter_context(
                 start_process(
                     [str(jaeger_bin), "--config", str(COLLECTOR_DIR / "jaeger" / "config.yaml")],
@@ -348,7 +292,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             jaeger = None
             traces_endpoint = f"127.0.0.1:{sink.port}"
 
-        env, ports = _collector_env(
+        env, ports = demo_stack.collector_env(
             tmp_path_factory.mktemp("otelcol-queue"), traces_endpoint, loki.endpoint
         )
         collector = stack_ctx.enter_context(
@@ -665,36 +609,6 @@ def _wait_trace(jaeger: Jaeger, trace_id: str, timeout: float = 15.0) -> dict[st
     return trace
 
 
-@dataclass
-class _Span:
-    """A Jaeger span in the shape examples/doc_pipeline/run_demo.py checks traces with."""
-
-    name: str
-    kind: str
-    service: str
-    span_id: str
-    parent_span_id: str
-    attributes: dict[str, Any]
-
-
-def _jaeger_spans(trace: dict[str, Any]) -> list[_Span]:
-    out = []
-    for span in trace["spans"]:
-        tags = {t["key"]: t["value"] for t in span.get("tags", [])}
-        parents = [r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"]
-        out.append(
-            _Span(
-                name=span["operationName"],
-                kind=str(tags.get("span.kind", "internal")).upper(),
-                service=trace["processes"][span["processID"]]["serviceName"],
-                span_id=span["spanID"],
-                parent_span_id=parents[0] if parents else "",
-                attributes=tags,
-            )
-        )
-    return out
-
-
 @pytest.fixture(scope="module")
 def jaeger(stack: Stack) -> Jaeger:
     if stack.jaeger is None:
@@ -713,7 +627,7 @@ def test_jaeger_has_every_document_trace_whole(stack: Stack, jaeger: Jaeger) -> 
     for doc in stack.documents:
         trace = _wait_trace(jaeger, doc["trace_id"])
         assert trace is not None, f"trace {doc['trace_id']} of {doc['name']} not in Jaeger"
-        spans = _jaeger_spans(trace)
+        spans = demo_stack.jaeger_spans(trace)
         assert check_trace(spans, failed=doc["status"] == "failed") == [], (doc, spans)
         # Parents right: every span but the root has its parent in the same trace.
         ids = {s.span_id for s in spans}

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import REPO_ROOT, child_env, http_get
+from tests.support.demo_stack import EXAMPLE
+from tests.support.demo_stack import stack as stack_module
+from tests.support.fixtures import child_env, http_get
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = REPO_ROOT / "examples" / "doc_pipeline"
 BINARY_VARIABLES = (
     "PLATFORM_OTEL_OTELCOL",
     "PLATFORM_OTEL_JAEGER",
@@ -45,15 +46,6 @@ BINARY_VARIABLES = (
     "PLATFORM_OTEL_CACHE_DIR",
 )
 URL = re.compile(r"^\s+(http://127\.0\.0\.1:\d+/\S+)$")
-
-
-def _stack_module():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        import _stack
-    finally:
-        sys.path.remove(str(EXAMPLE))
-    return _stack
 
 
 def chromium() -> str:
@@ -177,11 +169,10 @@ class _Demo:
 @pytest.fixture
 def demo() -> Iterator[_Demo]:
     browser = chromium()
-    stack = _stack_module()
     missing = {
-        "collector (bash collector/build.sh)": stack.otelcol_binary(),
-        "Jaeger (bash collector/jaeger/build.sh)": stack.jaeger_binary(),
-        "Prometheus (apt-get install -y prometheus)": stack.prometheus_binary(),
+        "collector (bash collector/build.sh)": stack_module.otelcol_binary(),
+        "Jaeger (bash collector/jaeger/build.sh)": stack_module.jaeger_binary(),
+        "Prometheus (apt-get install -y prometheus)": stack_module.prometheus_binary(),
     }
     for what, found in missing.items():
         if found is None:
@@ -299,7 +290,6 @@ def test_stack_without_jaeger_still_runs_the_collector_and_prometheus(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A component that is not built is skipped with a note saying how to build it."""
-    stack_module = _stack_module()
     if stack_module.otelcol_binary() is None or stack_module.prometheus_binary() is None:
         pytest.skip("needs the collector (bash collector/build.sh) and Prometheus")
     pytest.importorskip("yaml")
