@@ -103,6 +103,7 @@ class Collector:
         self._points: list[Point] = []
         self._logs: list[LogRecord] = []
         self._lock = threading.Lock()
+        self._keeping = True
         services: dict[str, tuple[Any, Any, Any]] = {
             "/v1/traces": (
                 trace_service_pb2.ExportTraceServiceRequest,
@@ -121,6 +122,8 @@ class Collector:
             ),
         }
 
+        collector = self
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -130,7 +133,7 @@ class Collector:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 payload = b""
-                if self.path in services:
+                if self.path in services and collector._keeping:
                     request_type, response_type, add = services[self.path]
                     request = request_type()
                     request.ParseFromString(body)
@@ -157,6 +160,10 @@ class Collector:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def stop_keeping(self) -> None:
+        """Go on answering, keep nothing more (bounded memory while ``--stack`` holds)."""
+        self._keeping = False
 
     def spans(self) -> list[Span]:
         with self._lock:

@@ -426,6 +426,7 @@ def run(args: argparse.Namespace, collector: Collector, stack: Stack | None) -> 
     ok = True
     submitted: list[tuple[str, str, str]] = []
     signal_problems: list[str] = []
+    interrupted = False
     try:
 
         def healthy() -> bool:
@@ -538,6 +539,9 @@ def run(args: argparse.Namespace, collector: Collector, stack: Stack | None) -> 
             )
             print(f"submitted and converted {len(more)} more documents ({args.rounds - 1} rounds)")
         summary["rounds"] = args.rounds
+    except KeyboardInterrupt:
+        interrupted = True  # stopped by the user: the service log has nothing to show
+        raise
     finally:
         if service.poll() is None:
             service.send_signal(signal.SIGTERM)  # the service flushes its telemetry on SIGTERM
@@ -554,6 +558,8 @@ def run(args: argparse.Namespace, collector: Collector, stack: Stack | None) -> 
             redis_proc.terminate()
             redis_proc.wait(5)
         log_file.close()
+        if interrupted:
+            os.unlink(log_file.name)
 
     metrics = merge_series(collector.latest())
     documents = [(name, trace_id) for name, _, trace_id in submitted]
@@ -632,7 +638,11 @@ def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
     rc = 1
     try:
         print("stack: starting the collector, Prometheus and Jaeger (local processes)")
-        stack.start()
+        try:
+            stack.start()
+        except RuntimeError as exc:  # a component did not become ready: its log says why
+            print(f"PROBLEM: {exc}")
+            return 1
         for note in stack.notes:
             print(f"  skipped: {note}")
         running = [p.name for p in stack.processes]
@@ -641,6 +651,7 @@ def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
             + (f" (files in {stack.workdir})" if stack.workdir else "")
         )
         rc = run(args, collector, stack)
+        collector.stop_keeping()  # the collector goes on sending; the report is printed
         if args.hold is None:
             print("\nthe stack keeps running: press Ctrl-C to stop it", flush=True)
             while True:

@@ -17,6 +17,7 @@ Skipped only when Chromium, the collector, Prometheus or Jaeger is missing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -159,11 +160,12 @@ class _Demo:
             time.sleep(0.2)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        for pid in _descendants(self.proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        """After a failure: the demo and everything it started, each in its own group."""
+        below = _descendants(self.proc.pid) if self.proc.poll() is None else {}
+        for pid in [self.proc.pid, *below]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.proc.wait(5)
 
 
 @pytest.fixture
