@@ -375,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        help="submit the documents this many times, 1 s apart (default 1; 5 with --stack,"
-        " so the graphs show rates)",
+        help="submit the documents this many times, 1 s apart, each later round with one"
+        " request for an unknown document (default 1; 5 with --stack, so the graphs show rates)",
     )
     args = parser.parse_args(argv)
     if args.rounds is None:
@@ -528,6 +528,7 @@ def run(args: argparse.Namespace, collector: Collector, stack: Stack | None) -> 
             time.sleep(1.0)
             for name, text in DOCUMENTS:
                 more.append(_http("POST", f"{base}/documents", {"name": name, "text": text})[1])
+            _http("GET", f"{base}/documents/unknown")  # a 404 for the HTTP graphs
         if more:
             _wait(
                 lambda: all(
