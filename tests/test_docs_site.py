@@ -109,7 +109,9 @@ def test_api_page_renders_the_public_docstrings(site: Path) -> None:
 def test_changelog_and_manifest_are_included(site: Path) -> None:
     changelog = _text(site / "changelog" / "index.html")
     assert "Versioning policy" in changelog
-    first_release_heading = re.search(r"^## \[.+?\]", (REPO_ROOT / "CHANGELOG.md").read_text(), re.M)
+    first_release_heading = re.search(
+        r"^## \[.+?\]", (REPO_ROOT / "CHANGELOG.md").read_text(), re.M
+    )
     assert first_release_heading is not None
     assert first_release_heading.group(0)[3:] in changelog, "CHANGELOG.md is not included"
     kubernetes = _text(site / "kubernetes" / "index.html")

@@ -45,7 +45,9 @@ def test_manifest_is_valid_against_the_kubernetes_schemas(which: str) -> None:
         try:
             kv.validate(obj, version, strict=True)
         except kv.ValidationError as exc:
-            pytest.fail(f"{kind} is not valid for Kubernetes {version}: {exc.message} at {exc.path}")
+            pytest.fail(
+                f"{kind} is not valid for Kubernetes {version}: {exc.message} at {exc.path}"
+            )
 
 
 def test_a_broken_manifest_is_rejected() -> None:
@@ -100,7 +102,10 @@ def test_pod_references_resolve() -> None:
         assert port["targetPort"] in ports, f"Service port {port['name']} targets nothing"
     for probe in ("startupProbe", "livenessProbe"):
         assert collector[probe]["httpGet"]["port"] in ports
-    assert ports["otel-health"] == 13133 and "13133" in config["extensions"]["health_check"]["endpoint"]
+    assert (
+        ports["otel-health"] == 13133
+        and "13133" in config["extensions"]["health_check"]["endpoint"]
+    )
     assert ports["otel-metrics"] == 8889 and "8889" in config["exporters"]["prometheus"]["endpoint"]
     # the service sends OTLP to the sidecar's gRPC receiver
     collector_env = {e["name"]: e.get("value") for e in collector["env"]}
@@ -123,4 +128,3 @@ def test_gomemlimit_is_below_the_memory_limit() -> None:
     assert env["GOMEMLIMIT"].endswith("MiB") and limit.endswith("Mi")
     ratio = int(env["GOMEMLIMIT"][:-3]) / int(limit[:-2])
     assert 0.7 <= ratio <= 0.9, f"GOMEMLIMIT {env['GOMEMLIMIT']} is not ~80 % of {limit}"
-
