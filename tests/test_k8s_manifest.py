@@ -67,8 +67,8 @@ def test_a_broken_manifest_is_rejected() -> None:
 
 def test_configmap_is_the_sidecar_config() -> None:
     assert _objects()["ConfigMap"]["data"]["config.yaml"] == CONFIG.read_text(), (
-        "collector/k8s/sidecar.yaml's ConfigMap differs from collector/config.yaml: regenerate it "
-        "(the command is in the manifest's header)"
+        "collector/k8s/sidecar.yaml's ConfigMap differs from collector/config.yaml: "
+        "run python scripts/sync_k8s_configmap.py"
     )
 
 
