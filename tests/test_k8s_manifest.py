@@ -111,8 +111,9 @@ def test_pod_references_resolve() -> None:
     collector_env = {e["name"]: e.get("value") for e in collector["env"]}
     (app,) = spec["containers"]
     app_env = {e["name"]: e.get("value") for e in app["env"]}
-    grpc_port = collector_env["OTELCOL_OTLP_GRPC_ENDPOINT"].rsplit(":", 1)[1]
-    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://localhost:{grpc_port}"
+    grpc_host, grpc_port = collector_env["OTELCOL_OTLP_GRPC_ENDPOINT"].rsplit(":", 1)
+    assert grpc_host == "127.0.0.1"
+    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://127.0.0.1:{grpc_port}"
     assert app_env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
     # every variable the sidecar sets is one the config reads
     for name in collector_env:
