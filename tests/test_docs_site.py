@@ -88,6 +88,16 @@ def test_every_page_in_docs_is_in_the_nav() -> None:
     assert [p for p in nav if p not in pages] == [], "nav entries without a page"
 
 
+def test_readme_links_to_the_docs_resolve() -> None:
+    """The README is read on GitHub, outside the site: its relative links must hit files."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    relative = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    assert relative, "the README links to no page"
+    missing = [t for t in relative if not (REPO_ROOT / t).exists()]
+    assert missing == [], f"README links to missing files: {missing}"
+
+
 def test_api_page_renders_the_public_docstrings(site: Path) -> None:
     import platform_otel
     import platform_otel.logs
