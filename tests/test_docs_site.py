@@ -80,6 +80,22 @@ def test_strict_build_has_no_warnings(site: Path) -> None:
     assert (site / "quickstart" / "index.html").is_file()
 
 
+def test_lists_and_code_blocks_render(site: Path) -> None:
+    """No page shows Markdown as text: a list or a code fence left inside a paragraph.
+
+    (Python-Markdown needs a blank line before a list, GitHub does not; the site's hook
+    adds it. A list item holding a code block needs 4-space continuation lines.)
+    """
+    broken = []
+    for page in sorted(site.rglob("*.html")):
+        raw = page.read_text()
+        article = raw[raw.find("<article") : raw.find("</article>")]
+        for paragraph in re.findall(r"<p>(.*?)</p>", article, re.S):
+            if re.search(r"\n\s*(?:[-*+]|\d+\.) ", paragraph) or "```" in paragraph:
+                broken.append(f"{page.relative_to(site)}: {paragraph[:80]!r}")
+    assert broken == []
+
+
 def test_every_page_in_docs_is_in_the_nav() -> None:
     nav = _nav_pages(_mkdocs_config()["nav"])
     pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
