@@ -81,7 +81,7 @@ def test_strict_build_has_no_warnings(site: Path) -> None:
 
 
 def test_lists_and_code_blocks_render(site: Path) -> None:
-    """No page shows Markdown as text: a list or a code fence left inside a paragraph.
+    """No page shows Markdown as text: a list, table, heading or code fence in a paragraph.
 
     (Python-Markdown needs a blank line before a list, GitHub does not; the site's hook
     adds it. A list item holding a code block needs 4-space continuation lines.)
@@ -91,7 +91,9 @@ def test_lists_and_code_blocks_render(site: Path) -> None:
         raw = page.read_text()
         article = raw[raw.find("<article") : raw.find("</article>")]
         for paragraph in re.findall(r"<p>(.*?)</p>", article, re.S):
-            if re.search(r"\n\s*(?:[-*+]|\d+\.) ", paragraph) or "```" in paragraph:
+            if re.search(r"\n\s*(?:[-*+]|\d+\.) |(?:^|\n)\s*\||(?:^|\n)#{1,6} ", paragraph) or (
+                "```" in paragraph
+            ):
                 broken.append(f"{page.relative_to(site)}: {paragraph[:80]!r}")
     assert broken == []
 
