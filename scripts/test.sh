@@ -13,10 +13,10 @@ if ! command -v cc >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     || echo "no C compiler: the pure-Python encoder is tested alone" >&2
 fi
 
-step "virtual environment .venv (mcp 2.x, with the data-store extras)"
+step "virtual environment .venv (mcp 2.x, with the data-store extras and the docs tools)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv || exit 1
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev,stores]' || exit 1
+.venv/bin/python -m pip install -q -e '.[dev,stores,docs]' || exit 1
 
 step "data-store extras resolve with the dev dependencies (scripts/check_extras.py)"
 .venv/bin/python scripts/check_extras.py || exit 1
