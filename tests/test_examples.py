@@ -1,0 +1,252 @@
+"""The small examples in examples/ run from a clean checkout and do what their READMEs say.
+
+Each ``examples/<name>/run.py`` runs once (module-scoped fixture) as a user would run
+it, with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a real OTLP receiver; the tests
+then check its output and what arrived at the receiver. The meta-tests keep every
+example directory documented and exercised.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.fixtures import REPO_ROOT, child_env, otel_env
+from tests.support.otlp_receiver import ExportedSpan, OtlpReceiver
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+EXAMPLES = REPO_ROOT / "examples"
+TRACE_ID = re.compile(r"trace_id[ =]([0-9a-f]{32})")
+
+
+@dataclass
+class ExampleRun:
+    """One run of an example's ``run.py`` and everything its processes exported."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    receiver: OtlpReceiver
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+    def spans(self, service: str | None = None) -> list[ExportedSpan]:
+        return [
+            s
+            for s in self.receiver.spans()
+            if service is None or s.resource.get("service.name") == service
+        ]
+
+
+def _run_example(name: str, *, timeout: float = 60.0) -> Iterator[ExampleRun]:
+    """Run ``examples/<name>/run.py`` against a fresh OTLP/gRPC receiver (the default protocol)."""
+    receiver = OtlpReceiver("grpc").start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / name / "run.py")],
+            env=child_env(otel_env(receiver)),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        run = ExampleRun(proc.returncode, proc.stdout, proc.stderr, receiver)
+        assert run.rc == 0, str(run)
+        yield run
+    finally:
+        receiver.stop()
+
+
+# --------------------------------------------------------------------------- fastapi_service
+
+
+@pytest.fixture(scope="module")
+def fastapi_run() -> Iterator[ExampleRun]:
+    pytest.importorskip("fastapi", reason="platform-otel[fastapi] is not installed")
+    pytest.importorskip("uvicorn", reason="platform-otel[fastapi] is not installed")
+    pytest.importorskip("httpx", reason="httpx is not installed")
+    yield from _run_example("fastapi_service")
+
+
+def test_fastapi_service_call_out_joins_the_request_trace(fastapi_run: ExampleRun) -> None:
+    """Each printed trace: GET /hello/{name} -> httpx GET (CLIENT) -> GET /greeting, parent to child."""
+    printed = set(re.findall(r"trace_id ([0-9a-f]{32})", fastapi_run.stdout))
+    assert len(printed) == 8, str(fastapi_run)
+
+    def complete(r: OtlpReceiver) -> bool:
+        return printed <= {s.trace_id for s in r.spans() if s.name == "GET /greeting"}
+
+    fastapi_run.receiver.wait_for(complete, 10)
+    spans = fastapi_run.spans("fastapi-example")
+    for trace_id in printed:
+        in_trace = {s.name: s for s in spans if s.trace_id == trace_id}
+        assert set(in_trace) == {"GET /hello/{name}", "GET", "GET /greeting"}, in_trace
+        outer, call, inner = (
+            in_trace["GET /hello/{name}"],
+            in_trace["GET"],
+            in_trace["GET /greeting"],
+        )
+        assert (outer.kind, call.kind, inner.kind) == ("SERVER", "CLIENT", "SERVER")
+        assert outer.parent_span_id == ""
+        assert call.parent_span_id == outer.span_id
+        assert inner.parent_span_id == call.span_id
+
+
+def test_fastapi_service_each_worker_has_its_own_instance_id(fastapi_run: ExampleRun) -> None:
+    """Two uvicorn workers answered, each under its own service.instance.id, as printed."""
+    printed = set(re.findall(r"service\.instance\.id (\S+)", fastapi_run.stdout))
+    assert "2 worker(s) answered" in fastapi_run.stdout, str(fastapi_run)
+    spans = [s for s in fastapi_run.spans("fastapi-example") if s.kind == "SERVER"]
+    exported = {s.resource["service.instance.id"] for s in spans}
+    assert exported == printed and len(printed) == 2, (exported, printed)
+    assert len({s.resource["process.pid"] for s in spans}) == 2
+    points = [p for p in fastapi_run.receiver.metrics() if p.name == "http.server.request.duration"]
+    assert {p.resource["service.instance.id"] for p in points} == printed
+
+
+def test_fastapi_service_log_lines_carry_the_trace_id(fastapi_run: ExampleRun) -> None:
+    """The printed 'greeted' lines end in their request's ids; the exported records carry them too."""
+    printed = dict(re.findall(r"(\w+)\s+worker pid .* trace_id ([0-9a-f]{32})", fastapi_run.stdout))
+    lines = [line for line in fastapi_run.stdout.splitlines() if "greeted" in line]
+    assert len(lines) == 8, str(fastapi_run)
+    for line in lines:
+        name = re.search(r"greeted (\w+)", line).group(1)  # type: ignore[union-attr]
+        assert f"trace_id={printed[name]} span_id=" in line, line
+    records = {
+        lg.attributes.get("app.visitor"): lg
+        for lg in fastapi_run.receiver.logs()
+        if str(lg.body).startswith("greeted")
+    }
+    assert {k: r.trace_id for k, r in records.items()} == printed
+    spans = {s.span_id: s for s in fastapi_run.spans() if s.name == "GET /hello/{name}"}
+    assert all(spans[r.span_id].trace_id == r.trace_id for r in records.values())
+
+
+def _latest_sum(points: list, **attrs: str) -> float:
+    """Sum over processes of the latest cumulative value of the points matching ``attrs``."""
+    latest: dict[str, float] = {}
+    for p in sorted(points, key=lambda p: p.time_unix_nano):
+        if all(p.attributes.get(k) == v for k, v in attrs.items()):
+            latest[p.resource["service.instance.id"]] = p.count if p.count is not None else p.value
+    return sum(latest.values())
+
+
+# --------------------------------------------------------------------------- queue_worker
+
+
+@pytest.fixture(scope="module")
+def queue_run() -> Iterator[ExampleRun]:
+    yield from _run_example("queue_worker")
+
+
+def _queue_jobs(run: ExampleRun) -> dict[str, tuple[str, str]]:
+    """job id -> (outcome, trace id), as printed."""
+    rows = re.findall(
+        r"^(job-\d+)\s+\S+\s+\d+\s+(\w+)\s+[\d.]+ s\s+([0-9a-f]{32})$", run.stdout, re.M
+    )
+    return {job: (outcome, trace_id) for job, outcome, trace_id in rows}
+
+
+def test_queue_worker_each_job_is_one_trace_across_the_queue(queue_run: ExampleRun) -> None:
+    """Producer's enqueue stage -> worker's render stage (CONSUMER, another process) -> its own span."""
+    jobs = _queue_jobs(queue_run)
+    assert len(jobs) == 12 and len({t for _, t in jobs.values()}) == 12, str(queue_run)
+    assert sorted(o for o, _ in jobs.values()) == ["failure", "skipped"] + ["success"] * 10
+    for outcome, trace_id in jobs.values():
+        spans = {s.name: s for s in queue_run.spans() if s.trace_id == trace_id}
+        enqueue, stage = spans["thumbnails enqueue"], spans["thumbnails render"]
+        assert enqueue.resource["service.name"] == "queue-producer"
+        assert stage.resource["service.name"] == "queue-worker"
+        assert stage.resource["process.pid"] != enqueue.resource["process.pid"]
+        assert stage.kind == "CONSUMER" and stage.parent_span_id == enqueue.span_id
+        if outcome == "skipped":
+            assert set(spans) == {"thumbnails enqueue", "thumbnails render"}
+            continue
+        work = spans["render thumbnail"]
+        assert work.parent_span_id == stage.span_id and work.scope == "example.queue_worker"
+        if outcome == "failure":
+            assert stage.status_code == 2 and stage.attributes["error.type"] == "ValueError"
+    records = [lg for lg in queue_run.receiver.logs() if str(lg.body).startswith("rendered")]
+    by_job = {lg.attributes["app.job_id"]: lg.trace_id for lg in records}
+    assert by_job == {j: t for j, (o, t) in jobs.items() if o == "success"}
+
+
+def test_queue_worker_pipeline_metrics(queue_run: ExampleRun) -> None:
+    """Items by outcome, lag per job and a non-zero queue depth reach the OTLP endpoint."""
+    points = queue_run.receiver.metrics()
+    items = [p for p in points if p.name == "pipeline.items"]
+    render = {"pipeline": "thumbnails", "stage": "render"}
+    assert _latest_sum(items, **render, outcome="success") == 10
+    assert _latest_sum(items, **render, outcome="failure") == 1
+    assert _latest_sum(items, **render, outcome="skipped") == 1
+    assert _latest_sum(items, pipeline="thumbnails", stage="enqueue", outcome="success") == 12
+    lag = [p for p in points if p.name == "pipeline.lag"]
+    assert _latest_sum(lag, **render) == 12
+    assert all(p.resource["service.name"] == "queue-worker" for p in lag)
+    depth = [p for p in points if p.name == "pipeline.queue.depth"]
+    assert {p.attributes["queue"] for p in depth} == {"jobs"}
+    assert max(p.value or 0 for p in depth) > 0, depth
+    assert "queue depth now 12" in queue_run.stdout
+
+
+# --------------------------------------------------------------------------- mcp_tools
+
+
+@pytest.fixture(scope="module")
+def mcp_run() -> Iterator[ExampleRun]:
+    pytest.importorskip("mcp", reason="platform-otel[mcp] is not installed")
+    yield from _run_example("mcp_tools")
+
+
+def test_mcp_tools_trace_joins_client_and_server_processes(mcp_run: ExampleRun) -> None:
+    """Every tool call's server span (server process) is a child of its client span (client process)."""
+    (trace_id,) = re.findall(
+        r"one trace for the whole conversation: trace_id ([0-9a-f]{32})", mcp_run.stdout
+    )
+    spans = [s for s in mcp_run.spans() if s.trace_id == trace_id]
+    by_id = {s.span_id: s for s in spans}
+    (root,) = [s for s in spans if s.parent_span_id == ""]
+    assert root.name == "answer questions" and root.resource["service.name"] == "mcp-client"
+    servers = [s for s in spans if s.kind == "SERVER" and "tools/call" in s.name]
+    assert sorted(s.name for s in servers) == [
+        "tools/call capital_of",
+        "tools/call capital_of",
+        "tools/call word_count",
+    ]
+    for server in servers:
+        client = by_id[server.parent_span_id]
+        assert client.kind == "CLIENT" and client.name.endswith(server.name)
+        assert client.resource["service.name"] == "mcp-client"
+        assert server.resource["service.name"] == "mcp-tool-server"
+        assert server.resource["process.pid"] != client.resource["process.pid"]
+    failed = [s for s in servers if s.status_code == 2]
+    assert len(failed) == 1 and failed[0].name == "tools/call capital_of"
+    assert failed[0].attributes.get("error.type") == "tool_error"
+    (count,) = [s for s in spans if s.name == "count words"]
+    assert by_id[count.parent_span_id].name == "tools/call word_count"
+    assert count.attributes["app.words"] == 9
+
+
+def test_mcp_tools_server_logs_carry_the_client_trace(mcp_run: ExampleRun) -> None:
+    """The tool's log records, written in the server process, carry the client's trace id."""
+    (trace_id,) = re.findall(r"trace_id ([0-9a-f]{32})", mcp_run.stdout)
+    records = [
+        lg for lg in mcp_run.receiver.logs() if lg.resource["service.name"] == "mcp-tool-server"
+    ]
+    mine = {str(lg.body): lg for lg in records if lg.scope.startswith("example.")}
+    assert set(mine) == {"counted 9 words", "no capital known for Atlantis"}, records
+    assert {lg.trace_id for lg in mine.values()} == {trace_id}
+    assert mine["no capital known for Atlantis"].attributes["app.country"] == "Atlantis"
+    assert "Nairobi" in mcp_run.stdout and "[tool error]" in mcp_run.stdout
+    points = [p for p in mcp_run.receiver.metrics() if p.name.startswith("mcp.")]
+    assert {"mcp.client.operation.duration", "mcp.server.operation.duration"} <= {
+        p.name for p in points
+    }
