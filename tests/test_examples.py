@@ -250,3 +250,78 @@ def test_mcp_tools_server_logs_carry_the_client_trace(mcp_run: ExampleRun) -> No
     assert {"mcp.client.operation.duration", "mcp.server.operation.duration"} <= {
         p.name for p in points
     }
+
+
+# --------------------------------------------------------------------------- meta
+
+COMMANDS = ("python", "python3", "uvicorn", "gunicorn", "bash", "platform-otel")
+ENTRY_POINTS = ("run.py", "run_demo.py")
+
+
+def _example_dirs() -> list[Path]:
+    return sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def _command_lines(readme: str) -> list[str]:
+    """Command lines of the README's code blocks (a leading ``$ `` allowed), continuation lines joined."""
+    lines: list[str] = []
+    in_block = False
+    for raw in readme.replace("\\\n", " ").splitlines():
+        if raw.lstrip().startswith("```"):
+            in_block = not in_block
+            continue
+        line = raw.strip().removeprefix("$ ")
+        if in_block and line.split(" ", 1)[0] in COMMANDS:
+            lines.append(line)
+    return lines
+
+
+def test_every_example_has_a_readme_and_an_entry_point_run_by_a_test() -> None:
+    """Each examples/<name>/ has a README.md and a run.py (or run_demo.py) that some test runs."""
+    tests_text = "\n".join(
+        p.read_text(encoding="utf-8") for p in (REPO_ROOT / "tests").rglob("*.py")
+    )
+    dirs = _example_dirs()
+    assert {"fastapi_service", "queue_worker", "mcp_tools"} <= {d.name for d in dirs}
+    for example in dirs:
+        assert (example / "README.md").is_file(), f"{example.name}: no README.md"
+        entries = [e for e in ENTRY_POINTS if (example / e).is_file()]
+        assert entries, f"{example.name}: no {' or '.join(ENTRY_POINTS)}"
+        assert f'"{example.name}"' in tests_text, f"no test runs examples/{example.name}"
+        assert any(f'"{entry}"' in tests_text for entry in entries), example.name
+        readme = (example / "README.md").read_text(encoding="utf-8")
+        assert any(
+            f"examples/{example.name}/{entry}" in line
+            for line in _command_lines(readme)
+            for entry in entries
+        ), f"examples/{example.name}/README.md does not show how to run it"
+
+
+@pytest.mark.parametrize("example", [d.name for d in _example_dirs()])
+def test_readme_commands_and_links_point_at_files_that_exist(example: str) -> None:
+    """Paths in the README's command lines, and its relative links, exist in the checkout."""
+    readme_path = EXAMPLES / example / "README.md"
+    readme = readme_path.read_text(encoding="utf-8")
+    missing: list[str] = []
+    for line in _command_lines(readme):
+        words = line.split()
+        app_dir = words[words.index("--app-dir") + 1] if "--app-dir" in words else None
+        for word in words:
+            word = word.strip("'\"")
+            if word.startswith(("examples/", "scripts/", "collector/")) or word.endswith(
+                (".py", ".sh", ".yaml")
+            ):
+                if not (REPO_ROOT / word).exists():
+                    missing.append(f"{line!r}: {word}")
+            elif (
+                app_dir
+                and re.fullmatch(r"\w+:\w+", word)  # uvicorn module:attribute
+                and not (REPO_ROOT / app_dir / f"{word.split(':')[0]}.py").is_file()
+            ):
+                missing.append(f"{line!r}: {word} in {app_dir}")
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if "://" in target or target.startswith("#"):
+            continue
+        if not (readme_path.parent / target.split("#", 1)[0]).resolve().exists():
+            missing.append(f"link {target}")
+    assert not missing, missing
