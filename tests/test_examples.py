@@ -8,6 +8,7 @@ example directory documented and exercised.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -252,6 +253,46 @@ def test_mcp_tools_server_logs_carry_the_client_trace(mcp_run: ExampleRun) -> No
     }
 
 
+# --------------------------------------------------------------------------- structured_logs
+
+
+@pytest.fixture(scope="module")
+def logs_run() -> Iterator[ExampleRun]:
+    pytest.importorskip("structlog", reason="platform-otel[structlog] is not installed")
+    pytest.importorskip("loguru", reason="platform-otel[loguru] is not installed")
+    yield from _run_example("structured_logs")
+
+
+def test_structured_logs_every_line_carries_the_span_ids(logs_run: ExampleRun) -> None:
+    """The stdlib and structlog lines stay valid JSON with the ids as fields; loguru prints them."""
+    ((trace_id, span_id),) = re.findall(
+        r"trace_id ([0-9a-f]{32}) span_id ([0-9a-f]{16})", logs_run.stdout
+    )
+    lines = [line for line in logs_run.stdout.splitlines() if "order paid" in line]
+    assert len(lines) == 3, str(logs_run)
+    stdlib, structlog_, loguru = lines
+    for line in (stdlib, structlog_):
+        fields = json.loads(line)
+        assert (fields["trace_id"], fields["span_id"]) == (trace_id, span_id), line
+    assert json.loads(stdlib)["order"] == "A-1001"
+    assert json.loads(structlog_)["app.order_id"] == "A-1001"
+    assert loguru.endswith(f"trace_id={trace_id} span_id={span_id}"), loguru
+
+
+def test_structured_logs_each_record_is_exported_once_with_the_ids(logs_run: ExampleRun) -> None:
+    """Three records (stdlib, structlog, loguru), each once, in the span, with app.order_id."""
+    ((trace_id, span_id),) = re.findall(
+        r"trace_id ([0-9a-f]{32}) span_id ([0-9a-f]{16})", logs_run.stdout
+    )
+    records = [lg for lg in logs_run.receiver.logs() if lg.body == "order paid"]
+    assert len(records) == 3, records
+    assert {(lg.trace_id, lg.span_id) for lg in records} == {(trace_id, span_id)}
+    assert [lg.attributes.get("app.order_id") for lg in records] == ["A-1001"] * 3
+    assert sum(lg.scope == "example.structured_logs" for lg in records) == 2  # stdlib, structlog
+    (span,) = [s for s in logs_run.spans() if s.name == "pay order"]
+    assert (span.trace_id, span.span_id) == (trace_id, span_id)
+
+
 # --------------------------------------------------------------------------- meta
 
 COMMANDS = ("python", "python3", "uvicorn", "gunicorn", "bash", "platform-otel")
@@ -282,7 +323,9 @@ def test_every_example_has_a_readme_and_an_entry_point_run_by_a_test() -> None:
         p.read_text(encoding="utf-8") for p in (REPO_ROOT / "tests").rglob("*.py")
     )
     dirs = _example_dirs()
-    assert {"fastapi_service", "queue_worker", "mcp_tools"} <= {d.name for d in dirs}
+    assert {"fastapi_service", "queue_worker", "mcp_tools", "structured_logs"} <= {
+        d.name for d in dirs
+    }
     for example in dirs:
         assert (example / "README.md").is_file(), f"{example.name}: no README.md"
         entries = [e for e in ENTRY_POINTS if (example / e).is_file()]
