@@ -79,8 +79,8 @@ def fastapi_run() -> Iterator[ExampleRun]:
 
 def test_fastapi_service_call_out_joins_the_request_trace(fastapi_run: ExampleRun) -> None:
     """Each printed trace: GET /hello/{name} -> httpx GET (CLIENT) -> GET /greeting, parent to child."""
-    printed = set(re.findall(r"trace_id ([0-9a-f]{32})", fastapi_run.stdout))
-    assert len(printed) == 8, str(fastapi_run)
+    printed = set(re.findall(r"worker pid .* trace_id ([0-9a-f]{32})", fastapi_run.stdout))
+    assert len(printed) >= 8, str(fastapi_run)
 
     def complete(r: OtlpReceiver) -> bool:
         return printed <= {s.trace_id for s in r.spans() if s.name == "GET /greeting"}
@@ -115,20 +115,16 @@ def test_fastapi_service_each_worker_has_its_own_instance_id(fastapi_run: Exampl
 
 def test_fastapi_service_log_lines_carry_the_trace_id(fastapi_run: ExampleRun) -> None:
     """The printed 'greeted' lines end in their request's ids; the exported records carry them too."""
-    printed = dict(re.findall(r"(\w+)\s+worker pid .* trace_id ([0-9a-f]{32})", fastapi_run.stdout))
+    printed = re.findall(r"worker pid .* trace_id ([0-9a-f]{32})", fastapi_run.stdout)
     lines = [line for line in fastapi_run.stdout.splitlines() if "greeted" in line]
-    assert len(lines) == 8, str(fastapi_run)
-    for line in lines:
-        name = re.search(r"greeted (\w+)", line).group(1)  # type: ignore[union-attr]
-        assert f"trace_id={printed[name]} span_id=" in line, line
-    records = {
-        lg.attributes.get("app.visitor"): lg
-        for lg in fastapi_run.receiver.logs()
-        if str(lg.body).startswith("greeted")
-    }
-    assert {k: r.trace_id for k, r in records.items()} == printed
+    assert len(lines) == len(printed) >= 8, str(fastapi_run)
+    logged = [re.search(r"trace_id=([0-9a-f]{32}) span_id=[0-9a-f]{16}$", x) for x in lines]
+    assert sorted(m.group(1) for m in logged if m) == sorted(printed), lines
+    records = [lg for lg in fastapi_run.receiver.logs() if str(lg.body).startswith("greeted")]
+    assert sorted(r.trace_id for r in records) == sorted(printed)
+    assert all(r.attributes["app.visitor"] in str(r.body) for r in records)
     spans = {s.span_id: s for s in fastapi_run.spans() if s.name == "GET /hello/{name}"}
-    assert all(spans[r.span_id].trace_id == r.trace_id for r in records.values())
+    assert all(spans[r.span_id].trace_id == r.trace_id for r in records)
 
 
 def _latest_sum(points: list, **attrs: str) -> float:

@@ -45,6 +45,7 @@ async def hello(name: str) -> dict[str, str | int]:
     log.info("greeted %s", name, extra={"app.visitor": name})
     span = trace.get_current_span().get_span_context()
     return {
+        "name": name,
         "greeting": response.json()["greeting"],
         "trace_id": format(span.trace_id, "032x"),
         "pid": os.getpid(),

@@ -59,10 +59,13 @@ def main() -> int:
                 print("uvicorn did not start")
                 return 1
             time.sleep(0.1)
-        # Concurrent requests, so that both workers get some.
+        # Concurrent requests, so that both workers get some (more batches if one took all).
         with ThreadPoolExecutor(4) as pool:
-            for batch in (NAMES[:4], NAMES[4:]):
-                responses += pool.map(lambda n: get(f"{base}/hello/{n}"), batch)
+            for n in range(0, 40, 4):
+                batch = [NAMES[i % len(NAMES)] for i in range(n, n + 4)]
+                responses += pool.map(lambda name: get(f"{base}/hello/{name}"), batch)
+                if n >= 4 and len({r["pid"] for r in responses}) > 1:
+                    break
     finally:
         server.send_signal(signal.SIGINT)  # what Ctrl-C does: workers flush their telemetry
         try:
@@ -73,8 +76,8 @@ def main() -> int:
     time.sleep(0.2)  # the reader thread drains the last lines
 
     print("\nrequests (GET /hello/{name} -> httpx -> GET /greeting, one trace each):")
-    for name, r in zip(NAMES, responses, strict=True):
-        print(f"  {name:<9} worker pid {r['pid']:<7} service.instance.id {r['service_instance_id']}"
+    for r in responses:
+        print(f"  {r['name']:<9} worker pid {r['pid']:<7} service.instance.id {r['service_instance_id']}"
               f"  trace_id {r['trace_id']}")  # fmt: skip
     workers = {r["service_instance_id"] for r in responses}
     print(f"\n{len(workers)} worker(s) answered, each with its own service.instance.id")
