@@ -9,7 +9,9 @@ example directory documented and exercised.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +26,6 @@ from tests.support.otlp_receiver import ExportedSpan, OtlpReceiver
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 EXAMPLES = REPO_ROOT / "examples"
-TRACE_ID = re.compile(r"trace_id[ =]([0-9a-f]{32})")
 
 
 @dataclass
@@ -51,15 +52,22 @@ def _run_example(name: str, *, timeout: float = 60.0) -> Iterator[ExampleRun]:
     """Run ``examples/<name>/run.py`` against a fresh OTLP/gRPC receiver (the default protocol)."""
     receiver = OtlpReceiver("grpc").start()
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, str(EXAMPLES / name / "run.py")],
             env=child_env(otel_env(receiver)),
             cwd=REPO_ROOT,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
+            start_new_session=True,  # its servers and workers too are killed on a timeout
         )
-        run = ExampleRun(proc.returncode, proc.stdout, proc.stderr, receiver)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"examples/{name}/run.py ran over {timeout} s\n{out}\n{err}")
+        run = ExampleRun(proc.returncode, out, err, receiver)
         assert run.rc == 0, str(run)
         yield run
     finally:
