@@ -49,7 +49,8 @@ def main() -> int:
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True).start()
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True)
+    reader.start()
     responses: list[dict[str, str | int]] = []
     try:
         deadline = time.monotonic() + 30
@@ -73,7 +74,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    time.sleep(0.2)  # the reader thread drains the last lines
+    reader.join(5)  # the server's last lines
 
     print("\nrequests (GET /hello/{name} -> httpx -> GET /greeting, one trace each):")
     for r in responses:
