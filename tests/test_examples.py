@@ -235,6 +235,8 @@ def test_mcp_tools_trace_joins_client_and_server_processes(mcp_run: ExampleRun) 
     failed = [s for s in servers if s.status_code == 2]
     assert len(failed) == 1 and failed[0].name == "tools/call capital_of"
     assert failed[0].attributes.get("error.type") == "tool_error"
+    printed = re.findall(r"^\s+(.+?)  \[CLIENT\]$", mcp_run.stdout, re.M)
+    assert sorted(printed) == sorted(s.name for s in spans if s.kind == "CLIENT")
     (count,) = [s for s in spans if s.name == "count words"]
     assert by_id[count.parent_span_id].name == "tools/call word_count"
     assert count.attributes["app.words"] == 9

@@ -25,9 +25,36 @@ telemetry = platform_otel.init(service_name="mcp-client")
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor  # noqa: E402
 
 SERVER = Path(__file__).resolve().with_name("server.py")
 tracer = trace.get_tracer("example.mcp_tools")
+
+
+class Recorder(SpanProcessor):
+    """Keeps this process's finished spans, to print the client's half of the trace."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+def print_tree(spans: list[ReadableSpan], trace_id: int) -> None:
+    mine = sorted(
+        (s for s in spans if s.context.trace_id == trace_id), key=lambda s: s.start_time or 0
+    )
+    ids = {s.context.span_id for s in mine}
+
+    def show(parent: int | None, depth: int) -> None:
+        for span in mine:
+            parent_id = span.parent.span_id if span.parent else None
+            if (parent_id if parent_id in ids else None) == parent:
+                print(f"  {'  ' * depth}{span.name}  [{span.kind.name}]")
+                show(span.context.span_id, depth + 1)
+
+    show(None, 0)
 
 
 def text_of(result: object) -> str:
@@ -41,6 +68,8 @@ def is_error(result: object) -> bool:
 
 
 async def main() -> int:
+    recorder = Recorder()
+    trace.get_tracer_provider().add_span_processor(recorder)  # type: ignore[attr-defined]
     # env: the server is configured like this process (OTEL_* included); by default the
     # MCP SDK passes the server only a few variables such as PATH and HOME.
     params = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=dict(os.environ))
@@ -62,10 +91,13 @@ async def main() -> int:
     telemetry.shutdown()
 
     print(f"\none trace for the whole conversation: trace_id {trace_id}")
-    print("  answer questions (mcp-client)")
-    print("    client span per request: initialize, tools/list, tools/call <tool> (mcp-client)")
-    print("      tools/call <tool> server span (mcp-tool-server)")
-    print("        count words (mcp-tool-server), and the tool's log records")
+    print("this process's spans (mcp-client):")
+    print_tree(recorder.spans, int(trace_id, 16))
+    print(
+        "the server's spans (mcp-tool-server, exported by the server process) are children of\n"
+        "the tools/call CLIENT spans above: 'tools/call <tool>' [SERVER], and under\n"
+        "word_count's, 'count words'; the tool's log records carry the same trace id"
+    )
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317")
     print(f"spans, metrics and logs were exported over OTLP to {endpoint}")
     return 0
