@@ -135,12 +135,13 @@ def test_fastapi_service_log_lines_carry_the_trace_id(fastapi_run: ExampleRun) -
     assert all(spans[r.span_id].trace_id == r.trace_id for r in records)
 
 
-def _latest_sum(points: list, **attrs: str) -> float:
-    """Sum over processes of the latest cumulative value of the points matching ``attrs``."""
+def _latest_sum(points: list, *, histogram_sum: bool = False, **attrs: str) -> float:
+    """Sum over processes of the latest cumulative value (a histogram's count, or its sum)."""
     latest: dict[str, float] = {}
     for p in sorted(points, key=lambda p: p.time_unix_nano):
         if all(p.attributes.get(k) == v for k, v in attrs.items()):
-            latest[p.resource["service.instance.id"]] = p.count if p.count is not None else p.value
+            use_count = p.count is not None and not histogram_sum
+            latest[p.resource["service.instance.id"]] = p.count if use_count else p.value
     return sum(latest.values())
 
 
@@ -196,6 +197,10 @@ def test_queue_worker_pipeline_metrics(queue_run: ExampleRun) -> None:
     lag = [p for p in points if p.name == "pipeline.lag"]
     assert _latest_sum(lag, **render) == 12
     assert all(p.resource["service.name"] == "queue-worker" for p in lag)
+    # The lag comes from the enqueue time in the headers: it matches the waits printed per job.
+    waits = [float(w) for w in re.findall(r"\s([\d.]+) s\s", queue_run.stdout)]
+    assert len(waits) == 12
+    assert _latest_sum(lag, histogram_sum=True, **render) == pytest.approx(sum(waits), abs=0.2)
     depth = [p for p in points if p.name == "pipeline.queue.depth"]
     assert {p.attributes["queue"] for p in depth} == {"jobs"}
     assert max(p.value or 0 for p in depth) > 0, depth

@@ -50,6 +50,8 @@ def worker(jobs: Any, results: Any) -> None:
     telemetry = platform_otel.init(service_name="queue-worker")
     while (msg := jobs.get()) is not None:
         outcome = "success"
+        # What pipeline.lag records for this job: enqueue time (from the headers) to stage start.
+        waited = time.time() - float(msg["headers"]["pipeline-enqueued-at"])
         try:
             # carrier=: continue the producer's trace and take the enqueue time for pipeline.lag.
             with pipe.stage("render", item_id=msg["id"], carrier=msg["headers"]) as run:
@@ -62,7 +64,6 @@ def worker(jobs: Any, results: Any) -> None:
                 outcome = run.outcome
         except ValueError:
             outcome = "failure"  # the stage counted it and recorded the exception on its span
-        waited = time.time() - float(msg["headers"]["pipeline-enqueued-at"])
         results.put((msg["id"], msg["photo"], os.getpid(), outcome, waited, trace_id))
     telemetry.shutdown()  # flush before the process exits
 
