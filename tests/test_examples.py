@@ -136,12 +136,13 @@ def test_fastapi_service_log_lines_carry_the_trace_id(fastapi_run: ExampleRun) -
 
 
 def _latest_sum(points: list, *, histogram_sum: bool = False, **attrs: str) -> float:
-    """Sum over processes of the latest cumulative value (a histogram's count, or its sum)."""
-    latest: dict[str, float] = {}
+    """Sum over processes and series of the latest cumulative value (a histogram's count or sum)."""
+    latest: dict[tuple[str, str], float] = {}  # per process and series
     for p in sorted(points, key=lambda p: p.time_unix_nano):
         if all(p.attributes.get(k) == v for k, v in attrs.items()):
             use_count = p.count is not None and not histogram_sum
-            latest[p.resource["service.instance.id"]] = p.count if use_count else p.value
+            series = (p.resource["service.instance.id"], repr(sorted(p.attributes.items())))
+            latest[series] = p.count if use_count else p.value
     return sum(latest.values())
 
 
@@ -259,9 +260,19 @@ def test_mcp_tools_server_logs_carry_the_client_trace(mcp_run: ExampleRun) -> No
     assert mine["no capital known for Atlantis"].attributes["app.country"] == "Atlantis"
     assert "Nairobi" in mcp_run.stdout and "[tool error]" in mcp_run.stdout
     points = [p for p in mcp_run.receiver.metrics() if p.name.startswith("mcp.")]
-    assert {"mcp.client.operation.duration", "mcp.server.operation.duration"} <= {
-        p.name for p in points
-    }
+    for side, service in (("client", "mcp-client"), ("server", "mcp-tool-server")):
+        calls = [
+            p
+            for p in points
+            if p.name == f"mcp.{side}.operation.duration"
+            and p.attributes.get("mcp.method.name") == "tools/call"
+        ]
+        assert {p.resource["service.name"] for p in calls} == {service}
+        per_tool = {
+            tool: _latest_sum(calls, **{"gen_ai.tool.name": tool})
+            for tool in ("word_count", "capital_of")
+        }
+        assert per_tool == {"word_count": 1, "capital_of": 2}, (side, per_tool)
 
 
 # --------------------------------------------------------------------------- structured_logs
