@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -48,9 +49,15 @@ class ExampleRun:
         ]
 
 
-def _run_example(name: str, *, timeout: float = 60.0) -> Iterator[ExampleRun]:
-    """Run ``examples/<name>/run.py`` against a fresh OTLP/gRPC receiver (the default protocol)."""
-    receiver = OtlpReceiver("grpc").start()
+def _run_example(
+    name: str, *, protocol: Literal["grpc", "http"] = "grpc", timeout: float = 60.0
+) -> Iterator[ExampleRun]:
+    """Run ``examples/<name>/run.py`` against a fresh OTLP receiver speaking ``protocol``.
+
+    The multi-process examples run with ``http/protobuf``, so the test also shows that
+    ``OTEL_EXPORTER_OTLP_PROTOCOL`` reaches every process they start.
+    """
+    receiver = OtlpReceiver(protocol).start()
     try:
         proc = subprocess.Popen(
             [sys.executable, str(EXAMPLES / name / "run.py")],
@@ -151,7 +158,7 @@ def _latest_sum(points: list, *, histogram_sum: bool = False, **attrs: str) -> f
 
 @pytest.fixture(scope="module")
 def queue_run() -> Iterator[ExampleRun]:
-    yield from _run_example("queue_worker")
+    yield from _run_example("queue_worker", protocol="http")
 
 
 def _queue_jobs(run: ExampleRun) -> dict[str, tuple[str, str]]:
@@ -214,7 +221,7 @@ def test_queue_worker_pipeline_metrics(queue_run: ExampleRun) -> None:
 @pytest.fixture(scope="module")
 def mcp_run() -> Iterator[ExampleRun]:
     pytest.importorskip("mcp", reason="platform-otel[mcp] is not installed")
-    yield from _run_example("mcp_tools")
+    yield from _run_example("mcp_tools", protocol="http")
 
 
 def test_mcp_tools_trace_joins_client_and_server_processes(mcp_run: ExampleRun) -> None:
@@ -340,11 +347,13 @@ def _command_lines(readme: str) -> list[str]:
 
 
 def test_every_example_has_a_readme_and_an_entry_point_run_by_a_test() -> None:
-    """Each examples/<name>/ has a README.md and a run.py (or run_demo.py) that some test runs."""
+    """Each examples/<name>/ has a README.md, a run.py (or run_demo.py) that some test runs, and a
+    line in the README.md's Examples table."""
     tests_text = "\n".join(
         p.read_text(encoding="utf-8") for p in (REPO_ROOT / "tests").rglob("*.py")
     )
     dirs = _example_dirs()
+    top_readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert {"fastapi_service", "queue_worker", "mcp_tools", "structured_logs"} <= {
         d.name for d in dirs
     }
@@ -354,6 +363,7 @@ def test_every_example_has_a_readme_and_an_entry_point_run_by_a_test() -> None:
         assert entries, f"{example.name}: no {' or '.join(ENTRY_POINTS)}"
         assert f'"{example.name}"' in tests_text, f"no test runs examples/{example.name}"
         assert any(f'"{entry}"' in tests_text for entry in entries), example.name
+        assert f"(examples/{example.name})" in top_readme, f"README.md does not list {example.name}"
         readme = (example / "README.md").read_text(encoding="utf-8")
         assert any(
             f"examples/{example.name}/{entry}" in line
