@@ -86,6 +86,8 @@ step "pytest (mcp 2.x)"
 .venv/bin/python -m pytest "$@" || status=1
 step "pytest (mcp 1.x): MCP tests and the example that uses MCP"
 .venv-mcp1/bin/python -m pytest tests/test_mcp.py tests/test_doc_pipeline_example.py tests/test_telemetry_names.py -p no:cacheprovider || status=1
+.venv-mcp1/bin/python -m pytest -p no:cacheprovider tests/test_examples.py::test_mcp_tools_trace_joins_client_and_server_processes \
+  tests/test_examples.py::test_mcp_tools_server_logs_carry_the_client_trace || status=1
 
 # The declared lower bounds are true: the direct dependencies pinned to the lowest versions
 # pyproject.toml allows (scripts/lowest_pins.py; docs/versions.md), the whole suite again.
