@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 __all__ = [
     "DOC",
+    "MetricRow",
     "assert_documented",
     "assert_span_names_documented",
     "documented_names",
     "documented_span_name",
+    "first_column_names",
     "is_pattern",
     "matches_pattern",
+    "metric_rows",
+    "sections",
+    "tables",
 ]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
@@ -72,7 +78,7 @@ def matches_pattern(
     name such as ``{http.route}``) must be that attribute's value exactly:
     ``GET /items`` matches ``{http.request.method} {http.route}`` only for a span
     whose ``http.route`` is ``/items``, and never for a span without one.
-    Undotted placeholders (``{target}``, ``{pipeline}``) match any part.
+    Undotted placeholders (``{target}``) match any part.
     """
     parts = _PLACEHOLDER.split(pattern)  # literal, key, literal, key, ..., literal
     regex = ""
@@ -107,3 +113,95 @@ def assert_span_names_documented(
     """
     missing = sorted({name for name, attrs in spans if documented_span_name(name, attrs) is None})
     assert not missing, f"span names emitted but not documented in docs/telemetry.md: {missing}"
+
+
+# --- the reference as data: sections, first-column names, metric rows ------------------
+
+_TABLE_SEPARATOR = re.compile(r"\s*\|[-| :]*\|\s*")
+
+
+def sections() -> dict[str, str]:
+    """Each ``## `` section of docs/telemetry.md (its ``###`` subsections included), by title."""
+    text = DOC.read_text(encoding="utf-8")
+    return {
+        m.group(1).strip(): m.group(2)
+        for m in re.finditer(r"^## ([^\n]+)\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    }
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """The markdown tables in ``text``: each a list of rows (header first) of stripped cells."""
+    out: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.lstrip().startswith("|"):
+            if not _TABLE_SEPARATOR.fullmatch(line):
+                current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            out.append(current)
+            current = []
+    return out
+
+
+def first_column_names(text: str) -> set[str]:
+    """The back-quoted names in the first cell of each table body row (other cells hold values)."""
+    return {
+        name
+        for table in tables(text)
+        for row in table[1:]
+        for name in re.findall(r"`([^`]+)`", row[0])
+    }
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of a metric table: ``| metric | instrument | unit | attributes | Prometheus |``.
+
+    ``unit`` is the OTLP unit (empty for ``(none)``); ``instrument`` starts with
+    ``histogram``, ``counter``, ``updowncounter`` or ``gauge``.
+    """
+
+    section: str
+    name: str
+    instrument: str
+    unit: str
+    prometheus: frozenset[str]  # as the sidecar collector's prometheus exporter renders it
+    in_process: frozenset[str]  # as the in-process exporter (prometheus_port) renders it
+
+
+def _prometheus_cell(cell: str) -> list[str]:
+    """``x_bucket`, `_sum`, `_count``: a name starting with ``_`` is a suffix of the first's base."""
+    names: list[str] = []
+    for name in re.findall(r"`([^`]+)`", cell):
+        if name.startswith("_") and names:
+            base = re.sub(r"_(bucket|sum|count|total)$", "", names[0])
+            name = base + name
+        names.append(name)
+    return names
+
+
+def metric_rows() -> list[MetricRow]:
+    """Every metric table row; its Prometheus cell may add ``in-process: `name`...``."""
+    rows = []
+    for title, text in sections().items():
+        for table in tables(text):
+            header = [h.lower() for h in table[0]]
+            if header[:1] != ["metric"] or "prometheus" not in header:
+                continue
+            col = {h: i for i, h in enumerate(header)}
+            for row in table[1:]:
+                (name,) = re.findall(r"`([^`]+)`", row[0])
+                collector_cell, _, in_process_cell = row[col["prometheus"]].partition("in-process:")
+                collector = _prometheus_cell(collector_cell)
+                in_process = _prometheus_cell(in_process_cell) or collector
+                rows.append(
+                    MetricRow(
+                        title,
+                        name,
+                        row[col["instrument"]],
+                        "" if row[col["unit"]] == "(none)" else row[col["unit"]].strip("`"),
+                        frozenset(collector),
+                        frozenset(in_process),
+                    )
+                )
+    return rows
