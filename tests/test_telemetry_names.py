@@ -17,14 +17,17 @@ import pytest
 
 from platform_otel._config import InitOptions, load_settings
 from platform_otel._resource import build_resource
+from tests.support.datastores import StoreSet, datastores  # noqa: F401  (fixture)
 from tests.support.documented import (
     DOC,
     assert_documented,
     assert_span_names_documented,
+    attribute_families,
     documented_span_name,
     first_column_names,
     is_pattern,
     matches_pattern,
+    matching_span_names,
     metric_rows,
     sections,
 )
@@ -272,13 +275,14 @@ def test_gpu_section_lists_exactly_the_names_the_gpu_code_pins() -> None:
 NOT_OTLP_SECTIONS = ("Resource attributes", "Log line fields", "Sidecar collector (collector/)")
 
 
-def _never_emitted_allowed() -> dict[str, str]:
+def _never_emitted_allowed(stores: StoreSet) -> dict[str, str]:
     """Documented names no run here can emit, each with the reason (keep this tiny)."""
-    allowed = {
-        "db.namespace": "PostgreSQL/MySQL only (psycopg, PyMySQL): tests/integration/test_datastores.py",
-        "db.client.operation.duration": "PostgreSQL/MySQL only: tests/integration/test_datastores.py",
-        "db.client.response.returned_rows": "PostgreSQL/MySQL only: tests/integration/test_datastores.py",
-    }
+    allowed: dict[str, str] = {}
+    if stores.postgres.skip_reason and stores.mariadb.skip_reason:
+        reason = f"DB-API metrics need PostgreSQL or MariaDB: {stores.postgres.skip_reason}"
+        for name in ("db.client.operation.duration", "db.client.response.returned_rows"):
+            allowed[name] = reason
+        allowed["db.operation.name"] = allowed["db.namespace"] = reason
     from importlib.metadata import version
 
     if int(version("mcp").split(".")[0]) >= 2:
@@ -290,7 +294,7 @@ def _never_emitted_allowed() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
+def emitted(tmp_path_factory: pytest.TempPathFactory, datastores: StoreSet) -> Emitted:  # noqa: F811
     """The examples and the tour, run once against one real OTLP receiver."""
     for module in ("fastapi", "ollama", "mcp", "structlog", "loguru", "httpx", "requests"):
         pytest.importorskip(module)
@@ -307,6 +311,12 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> Emitted:
         path = workdir / f"{name}.json"
         path.write_text(json.dumps(scenario), encoding="utf-8")
         envs.append({"FAKE_PYNVML_SCENARIO": str(path), "PYTHONPATH": FAKE_PYTHONPATH})
+    stores = {
+        "STORE_POSTGRES_DSN": datastores.postgres.extra.get("dsn"),
+        "STORE_MYSQL_PORT": datastores.mariadb.port and str(datastores.mariadb.port),
+        "STORE_MEMCACHED_PORT": datastores.memcached.port and str(datastores.memcached.port),
+    }
+    envs[1].update({k: v for k, v in stores.items() if v})
     with OtlpReceiver("grpc") as receiver:
         result = collect(receiver, envs[0], envs[1])
     for run in result.runs:
@@ -348,7 +358,11 @@ def test_everything_the_examples_emit_is_documented(emitted: Emitted) -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_everything_documented_is_emitted(emitted: Emitted, received: dict[str, Any]) -> None:
+def test_everything_documented_is_emitted(
+    emitted: Emitted,
+    received: dict[str, Any],
+    datastores: StoreSet,  # noqa: F811
+) -> None:
     """Each name the reference lists (outside NOT_OTLP_SECTIONS) arrives from some run."""
     documented = {
         name
@@ -361,10 +375,10 @@ def test_everything_documented_is_emitted(emitted: Emitted, received: dict[str, 
         *((s["name"], s["attributes"]) for s in _platform_spans(received)),
     ]
     seen = emitted.names | _demo_names(received)
-    seen |= {documented_span_name(name, dict(attrs)) for name, attrs in spans} - {None}  # type: ignore[arg-type]
-    families = {p for p in documented if is_pattern(p) and " " not in p}
+    seen |= {p for name, attrs in spans for p in matching_span_names(name, dict(attrs))}
+    families = set(attribute_families(documented))
     seen |= {p for p in families if any(matches_pattern(n, p) for n in seen)}
-    allowed = _never_emitted_allowed()
+    allowed = _never_emitted_allowed(datastores)
     never = sorted(documented - seen - set(allowed))
     assert not never, f"documented in docs/telemetry.md but emitted by no run: {never}"
     stale = sorted(set(allowed) & seen)

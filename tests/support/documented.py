@@ -21,11 +21,13 @@ __all__ = [
     "MetricRow",
     "assert_documented",
     "assert_span_names_documented",
+    "attribute_families",
     "documented_names",
     "documented_span_name",
     "first_column_names",
     "is_pattern",
     "matches_pattern",
+    "matching_span_names",
     "metric_rows",
     "sections",
     "tables",
@@ -47,8 +49,7 @@ def documented_names() -> frozenset[str]:
 def assert_documented(names: Iterable[str], *, ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Fail listing every emitted name missing from docs/telemetry.md."""
     documented = documented_names()
-    # A dotted pattern such as `http.request.header.{name}` covers a family of attributes.
-    families = [p for p in documented if is_pattern(p) and " " not in p]
+    families = attribute_families(documented)
     missing = sorted(
         n
         for n in set(names)
@@ -60,6 +61,15 @@ def assert_documented(names: Iterable[str], *, ignore_prefixes: tuple[str, ...] 
 
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def attribute_families(documented: Iterable[str]) -> list[str]:
+    """Patterns such as ``http.request.header.{name}``: a dotted prefix, then one placeholder.
+
+    Span name patterns such as ``{http.route}`` or ``{mcp.method.name}`` are not
+    families: they would match any blank-free name.
+    """
+    return [p for p in documented if re.fullmatch(r"[a-z][a-z0-9_.]*\.\{[a-z_]+\}", p)]
 
 
 def is_pattern(name: str) -> bool:
@@ -94,12 +104,27 @@ def matches_pattern(
     return re.fullmatch(regex, name) is not None
 
 
+def matching_span_names(name: str, attributes: Mapping[str, object] | None = None) -> list[str]:
+    """Every documented span name pattern ``name`` matches (else its exact documented name).
+
+    Patterns tied to the span's attributes (``{http.route}``) come before those with free
+    placeholders (``{command}``), which match any blank-free name.
+    """
+
+    def free_parts(pattern: str) -> int:
+        return sum("." not in key for key in _PLACEHOLDER.findall(pattern))
+
+    patterns = sorted(
+        (n for n in documented_names() if is_pattern(n)), key=lambda p: (free_parts(p), p)
+    )
+    found = [p for p in patterns if matches_pattern(name, p, attributes)]
+    return found or ([name] if name in documented_names() else [])
+
+
 def documented_span_name(name: str, attributes: Mapping[str, object] | None = None) -> str | None:
     """The documented span name pattern (else exact documented name) that ``name`` is, if any."""
-    for pattern in sorted(n for n in documented_names() if is_pattern(n)):
-        if matches_pattern(name, pattern, attributes):
-            return pattern
-    return name if name in documented_names() else None
+    found = matching_span_names(name, attributes)
+    return found[0] if found else None
 
 
 def assert_span_names_documented(

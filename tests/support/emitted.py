@@ -135,10 +135,12 @@ def _run(name: str, argv: list[str], env: dict[str, str], timeout: float) -> Run
     return Run(name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
 
-def collect(
-    receiver: OtlpReceiver, gpu_env: dict[str, str], tour_gpu_env: dict[str, str]
-) -> Emitted:
-    """Run the examples (``gpu_env``: the stand-in NVML) and the tour, all at once, into ``receiver``."""
+def collect(receiver: OtlpReceiver, gpu_env: dict[str, str], tour_env: dict[str, str]) -> Emitted:
+    """Run the examples and the tour, all at once, into ``receiver``.
+
+    ``gpu_env`` (the stand-in NVML) is the examples' environment; ``tour_env`` adds the
+    tour's (its stand-in NVML, the data-store servers).
+    """
     common = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
@@ -152,9 +154,8 @@ def collect(
         (f"examples/{p.parent.name}", [sys.executable, str(p)], {**common, **gpu_env}, 60.0)
         for p in example_scripts()
     ]
-    tour_env = {**common, **tour_gpu_env, **TOUR_ENV}
-    tour_env["PLATFORM_OTEL_PROMETHEUS_PORT"] = str(free_port())
-    jobs.append(("telemetry_tour", [sys.executable, str(TOUR)], tour_env, 60.0))
+    env = {**common, **tour_env, **TOUR_ENV, "PLATFORM_OTEL_PROMETHEUS_PORT": str(free_port())}
+    jobs.append(("telemetry_tour", [sys.executable, str(TOUR)], env, 60.0))
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         runs = list(pool.map(lambda job: _run(*job), jobs))
     emitted = Emitted(runs)

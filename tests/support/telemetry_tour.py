@@ -17,6 +17,8 @@ and error paths they leave out, through the public API only:
   process NVML cannot name);
 * MCP: streamable HTTP to ``tests/support/mcp_server.py``, a prompt, a tool error and
   JSON-RPC errors.
+* data stores (``STORE_POSTGRES_DSN``, ``STORE_MYSQL_PORT``, ``STORE_MEMCACHED_PORT``:
+  the test suite's real servers, tests/support/datastores.py): a statement each.
 
 Run it with the OTLP variables pointing at a receiver and ``PLATFORM_OTEL_PROMETHEUS_PORT``
 set: at the end it scrapes its own in-process Prometheus endpoint and prints the metric
@@ -211,6 +213,29 @@ def mcp_calls() -> None:
         server.wait(15)
 
 
+def data_stores() -> None:
+    if dsn := os.environ.get("STORE_POSTGRES_DSN"):
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT %s::text", ("tour",)).fetchone()
+    if port := os.environ.get("STORE_MYSQL_PORT"):
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=int(port), user="root")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT %s", ("tour",))
+        finally:
+            conn.close()
+    if port := os.environ.get("STORE_MEMCACHED_PORT"):
+        from pymemcache.client.base import Client
+
+        client = Client(("127.0.0.1", int(port)))
+        client.set("tour", b"1")
+        client.get("tour")
+
+
 def in_process_prometheus() -> list[str]:
     """Metric family names on this process's own Prometheus endpoint (``prometheus_port``)."""
     port = os.environ["PLATFORM_OTEL_PROMETHEUS_PORT"]
@@ -221,7 +246,8 @@ def in_process_prometheus() -> list[str]:
 
 def main() -> int:
     telemetry = platform_otel.init(service_name="telemetry-tour")
-    for step in (http_server, http_clients, pipelines, logs, ollama_calls, mcp_calls):
+    steps = (http_server, http_clients, pipelines, logs, ollama_calls, mcp_calls, data_stores)
+    for step in steps:
         step()
     time.sleep(1.2)  # the GPU sampler's samples after the last call; one more metric export
     served = in_process_prometheus()
