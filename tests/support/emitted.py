@@ -221,7 +221,8 @@ def collector_rendering(otelcol: Path, requests: list[tuple[str, Any]], workdir:
                     "traces": trace_service_pb2_grpc.TraceServiceStub(channel),
                 }
                 for signal, request in requests:
-                    stubs[signal].Export(request, timeout=10)
+                    # wait_for_ready: the health endpoint can answer before the receiver listens.
+                    stubs[signal].Export(request, timeout=20, wait_for_ready=True)
             url = f"http://127.0.0.1:{ports.prometheus}/metrics"
             names: set[str] = set()
             deadline = time.monotonic() + 15
