@@ -439,6 +439,24 @@ def test_metric_rows_give_the_instrument_and_unit_that_arrive(emitted: Emitted) 
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
+def test_metric_rows_list_every_attribute_that_arrives(
+    emitted: Emitted, received: dict[str, Any]
+) -> None:
+    """Each metric's data point attributes (examples and demo) are in its row's attributes cell."""
+    rows = {row.name: row for row in metric_rows()}
+    arrived = {name: set(attrs) for name, attrs in emitted.metric_attributes.items()}
+    for metric in received["metrics"]:
+        arrived.setdefault(metric["name"], set()).update(metric["attributes"])
+    missing = {
+        name: sorted(attrs - rows[name].attributes)
+        for name, attrs in arrived.items()
+        if name in rows and attrs - rows[name].attributes
+    }
+    assert not missing, f"attributes not in the metric's row: {missing}"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
 def test_prometheus_column_is_what_the_collector_serves(
     emitted: Emitted, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -190,6 +190,7 @@ class MetricRow:
     name: str
     instrument: str
     unit: str
+    attributes: frozenset[str]  # the attributes cell, aliases ("base", "same", ...) resolved
     prometheus: frozenset[str]  # as the sidecar collector's prometheus exporter renders it
     in_process: frozenset[str]  # as the in-process exporter (prometheus_port) renders it
 
@@ -205,17 +206,42 @@ def _prometheus_cell(cell: str) -> list[str]:
     return names
 
 
+def _aliases(text: str) -> dict[str, set[str]]:
+    """Rows such as ``| base | `gen_ai.operation.name`, ... |``: a plain word standing for names."""
+    return {
+        row[0]: set(re.findall(r"`([^`]+)`", row[1]))
+        for table in tables(text)
+        for row in table[1:]
+        if len(row) > 1 and "`" not in row[0] and "`" in row[1]
+    }
+
+
 def metric_rows() -> list[MetricRow]:
-    """Every metric table row; its Prometheus cell may add ``in-process: `name`...``."""
+    """Every metric table row; its Prometheus cell may add ``in-process: `name`...``.
+
+    In the attributes cell, a word of the section's alias rows (``base``, ``device
+    attributes``) stands for that row's names, and ``same`` for the previous row's.
+    """
     rows = []
     for title, text in sections().items():
+        aliases = _aliases(text)
         for table in tables(text):
             header = [h.lower() for h in table[0]]
             if header[:1] != ["metric"] or "prometheus" not in header:
                 continue
             col = {h: i for i, h in enumerate(header)}
+            previous: set[str] = set()
             for row in table[1:]:
                 (name,) = re.findall(r"`([^`]+)`", row[0])
+                cell = row[col["attributes"]]
+                attributes = set(re.findall(r"`([^`]+)`", cell))
+                plain = re.sub(r"`[^`]*`", "", cell)
+                for alias, names in aliases.items():
+                    if re.search(rf"\b{re.escape(alias)}\b", plain):
+                        attributes |= names
+                if plain.strip().startswith("same"):
+                    attributes |= previous
+                previous = attributes
                 collector_cell, _, in_process_cell = row[col["prometheus"]].partition("in-process:")
                 collector = _prometheus_cell(collector_cell)
                 in_process = _prometheus_cell(in_process_cell) or collector
@@ -225,6 +251,7 @@ def metric_rows() -> list[MetricRow]:
                         name,
                         row[col["instrument"]],
                         "" if row[col["unit"]] == "(none)" else row[col["unit"]].strip("`"),
+                        frozenset(attributes),
                         frozenset(collector),
                         frozenset(in_process),
                     )

@@ -100,7 +100,7 @@ class Emitted:
         default_factory=set
     )  # span attributes, events, event attributes
     metrics: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (instrument, unit)
-    metric_attributes: set[str] = field(default_factory=set)
+    metric_attributes: dict[str, set[str]] = field(default_factory=dict)  # per metric
     log_attributes: set[str] = field(default_factory=set)
     resource_attributes: set[str] = field(default_factory=set)
     tour_metrics: set[str] = field(default_factory=set)  # exported by the tour's own process
@@ -113,7 +113,7 @@ class Emitted:
         return (
             self.span_attributes
             | set(self.metrics)
-            | self.metric_attributes
+            | {a for names in self.metric_attributes.values() for a in names}
             | self.log_attributes
             | self.resource_attributes
         )
@@ -180,7 +180,9 @@ def collect(receiver: OtlpReceiver, gpu_env: dict[str, str], tour_env: dict[str,
         if _is_app(point.scope):
             continue
         emitted.metrics[point.name] = (_instrument(point), point.unit)
-        emitted.metric_attributes.update(_platform_keys(point.attributes))
+        emitted.metric_attributes.setdefault(point.name, set()).update(
+            _platform_keys(point.attributes)
+        )
         if point.resource.get("service.name") == TOUR_SERVICE:
             emitted.tour_metrics.add(point.name)
     for record in receiver.logs():
