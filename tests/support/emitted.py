@@ -150,8 +150,19 @@ def collect(receiver: OtlpReceiver, gpu_env: dict[str, str], tour_env: dict[str,
         # No real Ollama: the examples fall back to the simulated one.
         "OLLAMA_HOST": f"127.0.0.1:{free_port()}",
     }
+    # The examples take the SDK path, with the SDK's own metrics on; the tour and the demo
+    # the default fast path (tests/test_fast_parity.py holds the two to the same output).
+    sdk_path = {
+        "PLATFORM_OTEL_OTLP_ENCODER": "official",
+        "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true",
+    }
     jobs = [
-        (f"examples/{p.parent.name}", [sys.executable, str(p)], {**common, **gpu_env}, 60.0)
+        (
+            f"examples/{p.parent.name}",
+            [sys.executable, str(p)],
+            {**common, **sdk_path, **gpu_env},
+            60.0,
+        )
         for p in example_scripts()
     ]
     env = {**common, **tour_env, **TOUR_ENV, "PLATFORM_OTEL_PROMETHEUS_PORT": str(free_port())}
