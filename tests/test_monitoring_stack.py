@@ -672,6 +672,12 @@ def test_every_scraped_metric_is_in_the_telemetry_reference(stack: Stack) -> Non
     rows = metric_rows()
     exercised = ("Pipelines", "HTTP server", "MCP", "Sidecar collector (collector/)")
     expected = {n for r in rows if r.section in exercised for n in r.prometheus}
+    if os.environ.get("PLATFORM_OTEL_LOWEST"):
+        # At the lowest declared versions the MCP server session is still open at the
+        # service's final flush (scripts/test.sh deselects the demo's check of it too).
+        expected -= {
+            n for r in rows if r.name == "mcp.server.session.duration" for n in r.prometheus
+        }
     deadline = time.monotonic() + 15  # the services' last export (at exit) may be a scrape away
     while True:
         collector = stack.prometheus.metric_names(
