@@ -60,7 +60,8 @@ APP_SCOPE_PREFIXES = ("example.", "tests.")
 APP_KEY_PREFIX = "app."
 TOUR = REPO_ROOT / "tests" / "support" / "telemetry_tour.py"
 TOUR_SERVICE = "telemetry-tour"
-# Configurations the tour runs under (docs/configuration.md): header capture, content capture.
+# Configurations the tour runs under (docs/configuration.md): header capture, content
+# capture, a fast /api/ps poll.
 TOUR_ENV = {
     "OTEL_SERVICE_NAME": TOUR_SERVICE,
     "PLATFORM_OTEL_CAPTURE_CONTENT": "true",
@@ -68,6 +69,7 @@ TOUR_ENV = {
     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "content-type",
     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS": "authorization",
     "PLATFORM_OTEL_PROMETHEUS_HOST": "127.0.0.1",
+    "PLATFORM_OTEL_OLLAMA_PS_INTERVAL": "0.2",
 }
 
 

@@ -21,8 +21,8 @@ and error paths they leave out, through the public API only:
   the test suite's real servers, tests/support/datastores.py): a statement each.
 
 Run it with the OTLP variables pointing at a receiver and ``PLATFORM_OTEL_PROMETHEUS_PORT``
-set: at the end it scrapes its own in-process Prometheus endpoint and prints the metric
-family names it serves as one ``INPROCESS <json>`` line, which the test compares with
+set: it scrapes its own in-process Prometheus endpoint (while the simulated Ollama runs,
+and at the end) and prints the metric family names it served as one ``INPROCESS <json>`` line, which the test compares with
 the reference's Prometheus column.
 """
 
@@ -157,6 +157,8 @@ def ollama_calls() -> None:
         client.chat(model="tiny", messages=messages, options=options)
         for _chunk in client.generate(model="tiny", prompt="Hi", system="Be brief.", stream=True):
             pass
+        time.sleep(0.6)  # a /api/ps poll (PLATFORM_OTEL_OLLAMA_PS_INTERVAL): the residency gauges
+        scrape_in_process_prometheus()  # while the server answers: its models are listed
     with socket.socket() as s:  # a port nobody listens on: a refused connection
         s.bind(("127.0.0.1", 0))
         refused = s.getsockname()[1]
@@ -236,12 +238,15 @@ def data_stores() -> None:
         client.get("tour")
 
 
-def in_process_prometheus() -> list[str]:
-    """Metric family names on this process's own Prometheus endpoint (``prometheus_port``)."""
+SERVED: set[str] = set()
+
+
+def scrape_in_process_prometheus() -> None:
+    """Add the metric family names on this process's own endpoint (``prometheus_port``) to SERVED."""
     port = os.environ["PLATFORM_OTEL_PROMETHEUS_PORT"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return sorted({m.group(1) for m in re.finditer(r"(?m)^([a-zA-Z_:][\w:]*)[{ ]", text)})
+    SERVED.update(m.group(1) for m in re.finditer(r"(?m)^([a-zA-Z_:][\w:]*)[{ ]", text))
 
 
 def main() -> int:
@@ -250,9 +255,9 @@ def main() -> int:
     for step in steps:
         step()
     time.sleep(1.2)  # the GPU sampler's samples after the last call; one more metric export
-    served = in_process_prometheus()
+    scrape_in_process_prometheus()
     telemetry.shutdown()
-    print("INPROCESS " + json.dumps(served), flush=True)
+    print("INPROCESS " + json.dumps(sorted(SERVED)), flush=True)
     return 0
 
 
