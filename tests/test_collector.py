@@ -491,6 +491,25 @@ def prometheus(
         yield prom
 
 
+def test_every_metric_prometheus_scraped_is_in_the_telemetry_reference(
+    scenario: Scenario, prometheus: Prometheus
+) -> None:
+    """Each metric a real Prometheus scraped from the collector is in docs/telemetry.md's
+    Prometheus column; and every GPU metric documented there was scraped (from
+    `platform-otel monitor` on the stand-in NVML, tests/support/fake_pynvml)."""
+    from tests.support.documented import metric_rows
+
+    rows = metric_rows()
+    gpu = {n for r in rows if r.section == "GPU" for n in r.prometheus}
+    selector = '{__name__=~".+",job!="otel-collector-self"}'
+    deadline = time.monotonic() + 15
+    while not gpu <= (scraped := prometheus.metric_names(selector)):
+        assert time.monotonic() < deadline, f"never scraped: {sorted(gpu - scraped)}"
+        time.sleep(0.5)
+    undocumented = scraped - {n for r in rows for n in r.prometheus}
+    assert not undocumented, f"scraped, not in docs/telemetry.md: {sorted(undocumented)}"
+
+
 def _by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
     return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
 

@@ -599,6 +599,49 @@ def test_python_service_is_scraped_on_its_own_endpoint(stack: Stack) -> None:
     )
 
 
+# --------------------------------------------------------------------------- the reference
+
+
+def test_every_scraped_metric_is_in_the_telemetry_reference(stack: Stack) -> None:
+    """Each metric a real Prometheus scraped is in docs/telemetry.md's Prometheus column, and back.
+
+    From the collector (job = service.name: the example's services, the ops service, the
+    span metrics), the names of the Prometheus column; from the ops service's own
+    endpoint (job python-services), the in-process names. Back: every documented name of
+    the integrations this traffic exercises (pipelines, HTTP server, MCP, span metrics)
+    was scraped.
+    """
+    from tests.support.documented import metric_rows
+
+    rows = metric_rows()
+    exercised = ("Pipelines", "HTTP server", "MCP", "Sidecar collector (collector/)")
+    expected = {n for r in rows if r.section in exercised for n in r.prometheus}
+    if os.environ.get("PLATFORM_OTEL_LOWEST"):
+        # At the lowest declared versions the MCP server session is still open at the
+        # service's final flush (scripts/test.sh deselects the demo's check of it too).
+        expected -= {
+            n for r in rows if r.name == "mcp.server.session.duration" for n in r.prometheus
+        }
+    deadline = time.monotonic() + 15  # the services' last export (at exit) may be a scrape away
+    while True:
+        collector = stack.prometheus.metric_names(
+            '{__name__=~".+",job!~"otel-collector-self|python-services"}'
+        )
+        if expected <= collector or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    in_process = stack.prometheus.metric_names('{__name__=~".+",job="python-services"}')
+    assert {"pipeline_items_total", "traces_span_metrics_calls_total"} <= collector, collector
+    assert "http_server_request_duration_seconds_bucket" in in_process, in_process
+    undocumented = collector - {n for r in rows for n in r.prometheus}
+    assert not undocumented, f"scraped, not in docs/telemetry.md: {sorted(undocumented)}"
+    undocumented = in_process - {n for r in rows for n in r.in_process}
+    assert not undocumented, f"scraped (prometheus_port), not documented: {sorted(undocumented)}"
+    assert expected - collector == set(), (
+        f"documented, never scraped: {sorted(expected - collector)}"
+    )
+
+
 # --------------------------------------------------------------------------- Jaeger
 
 

@@ -25,7 +25,7 @@ from platform_otel import _safety
 from platform_otel._pipeline import ENQUEUED_AT_KEY, Pipeline, pipeline
 from tests.support.documented import assert_documented
 
-SPAN_NAME_PATTERN = "{pipeline} {stage}"
+SPAN_NAME_PATTERN = "{pipeline.name} {pipeline.stage}"
 METRIC_ATTRS = {"pipeline", "stage", "outcome", "queue"}
 
 

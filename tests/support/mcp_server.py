@@ -77,6 +77,11 @@ def build_server() -> Any:
         """Always fails (a tool error, not a protocol error)."""
         raise ValueError(f"cannot convert {text!r}")
 
+    @server.prompt()
+    def summary(topic: str) -> str:
+        """A prompt (``prompts/get``), for the telemetry reference's names."""
+        return f"Summarise what is known about {topic}."
+
     return server
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -10,7 +11,13 @@ from typing import Any
 
 from tests.support.fixtures import http_get
 
-__all__ = ["Prometheus"]
+__all__ = ["NOT_SERVICE_METRICS", "Prometheus"]
+
+#: Series about the scrape, the collector, Prometheus and its rules: not the services' metrics.
+NOT_SERVICE_METRICS = re.compile(
+    r"up|scrape_.*|target_info|otelcol_.*|ALERTS.*|prometheus_.*|promhttp_.*|go_.*|process_.*"
+    r"|python_.*|net_conntrack_.*|.*:.*"  # recording rules have a colon
+)
 
 
 @dataclass
@@ -35,3 +42,8 @@ class Prometheus:
             assert time.monotonic() < deadline, f"no result for {promql}"
             time.sleep(0.25)
         return result
+
+    def metric_names(self, selector: str) -> set[str]:
+        """Names of the series ``selector`` matches (``__name__`` values), own series left out."""
+        names = self.get("/api/v1/label/__name__/values", **{"match[]": selector})
+        return {n for n in names if not NOT_SERVICE_METRICS.fullmatch(n)}
