@@ -76,7 +76,7 @@ class Printer(SpanExporter):
             if key in attrs:
                 value = attrs[key]
                 print(f"    {key} = {round(value, 4) if isinstance(value, float) else value}")
-        gpu = {k: v for k, v in attrs.items() if k.startswith("hw.")}
+        gpu = {k: v for k, v in attrs.items() if k.startswith(("gpu.", "hw."))}
         print(
             f"    GPU over the call: {gpu}"
             if gpu

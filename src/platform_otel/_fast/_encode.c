@@ -1,14 +1,14 @@
 /*
  * platform_otel._fast._encode: the OTLP wire encoding of one common span, in C.
  *
- * Why: encoding a server span in Python (_otlp_fast._lean_span) builds a few dozen
+ * Why: encoding a server span in Python (otlp._lean_span) builds a few dozen
  * small bytes objects per span. In a one-worker uvicorn server under load that was
  * about 9 points of throughput (docs/performance.md), far more than the same code
  * costs in a micro-benchmark. This module writes the same bytes into one buffer.
  *
  * It is optional: built when a C compiler is available at install time, and
- * _otlp_fast falls back to its pure-Python encoder otherwise
- * (PLATFORM_OTEL_SPEEDUPS=false turns it off). It only encodes what it knows
+ * otlp.py falls back to its pure-Python encoder otherwise
+ * (PLATFORM_OTEL_OTLP_ENCODER=python turns it off). It only encodes what it knows
  * exactly; for anything else (a trace state, an attribute value that is not a
  * plain str/bool/int/float, an int outside int64) it returns None and the Python
  * encoder runs. tests/test_speedups.py checks both give identical bytes.
@@ -25,7 +25,7 @@
  * 0x12, length, Span message) with, in field order: trace_id, span_id,
  * parent_span_id, name, kind, start/end time, attributes, ``tail`` (already
  * encoded fields 10-15: dropped counts, events, links, status) and flags,
- * preceded by ``head`` (at most 16 bytes, default none: _otlp_fast's key of the
+ * preceded by ``head`` (at most 16 bytes, default none: otlp.py's key of the
  * span's resource and scope, so a queued span is one plain bytes object).
  */
 #define PY_SSIZE_T_CLEAN
