@@ -29,18 +29,17 @@ def _objects() -> dict[str, dict[str, Any]]:
     return {d["kind"]: d for d in docs}
 
 
-def _versions() -> list[str]:
-    kv = pytest.importorskip(
+def _validator() -> Any:
+    """kubernetes_validate, or a skip where it is not installed (the lowest-versions suite)."""
+    return pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate not installed: pip install -e '.[docs]'"
     )
-    return ["1.29.0", kv.latest_version()]
 
 
 @pytest.mark.parametrize("which", ["oldest", "newest"])
 def test_manifest_is_valid_against_the_kubernetes_schemas(which: str) -> None:
-    import kubernetes_validate as kv
-
-    version = _versions()[0 if which == "oldest" else 1]
+    kv = _validator()
+    version = "1.29.0" if which == "oldest" else kv.latest_version()
     for kind, obj in _objects().items():
         try:
             kv.validate(obj, version, strict=True)
@@ -52,9 +51,8 @@ def test_manifest_is_valid_against_the_kubernetes_schemas(which: str) -> None:
 
 def test_a_broken_manifest_is_rejected() -> None:
     """The check can fail: a misspelt field and a wrong type are both reported."""
-    import kubernetes_validate as kv
-
-    version = _versions()[1]
+    kv = _validator()
+    version = kv.latest_version()
     deployment = _objects()["Deployment"]
     misspelt = yaml.safe_load(yaml.safe_dump(deployment))
     misspelt["spec"]["template"]["spec"]["initContainers"][0]["restartPolicyy"] = "Always"
