@@ -98,6 +98,9 @@ def server_instructions_per_request(spec: str, endpoint: str, access_log: bool =
 
 
 def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:  # not a mode: print the usage, run nothing
+        print(__doc__)
+        return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2

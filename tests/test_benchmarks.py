@@ -222,3 +222,15 @@ def test_open_loop_counts_unanswered_requests_with_the_time_they_waited() -> Non
     result = json.loads(out)
     assert result["answered"] < 50 and result["unfinished"] >= 150, result
     assert result["p50_ms"] >= 500.0 and result["p99_ms"] >= 1000.0, result
+
+
+def test_instructions_help_prints_usage_and_runs_nothing() -> None:
+    """``--help`` used to be ignored and started the default valgrind runs (minutes)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "instructions.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: ``python benchmarks/instructions.py" in done.stdout

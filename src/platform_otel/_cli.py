@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--interval",
         type=float,
         help="GPU sampling interval in seconds (default: $PLATFORM_OTEL_GPU_INTERVAL, else 1); "
-        "/api/ps is polled every max(interval, 1) s, 5 s by default",
+        "/api/ps is polled every max(interval, 1) s, or every 5 s without --interval",
     )
     args = parser.parse_args(argv)
     if args.cmd == "monitor":
