@@ -212,6 +212,43 @@ def test_compose_mounts_every_prometheus_and_grafana_file() -> None:
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana_volumes
 
 
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:  # module level: imports inside functions are optional ones
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_compose_demo_installs_the_extras_the_example_imports() -> None:
+    """The demo container pip-installs platform-otel with extras, then runs the example:
+    every extra named like a library the example imports (fastapi, mcp, ollama) must be
+    in that install, or the container dies on an ImportError at start."""
+    tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml")
+    extras = set(
+        tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+            "optional-dependencies"
+        ]
+    )
+    compose = yaml.safe_load((COLLECTOR_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    command = " ".join(compose["services"]["demo"]["command"])
+    match = re.search(r"'/src\[([a-z0-9,_-]+)\]'", command)
+    assert match, command
+    installed = set(match.group(1).split(","))
+    example = REPO_ROOT / "examples" / "doc_pipeline"
+    imported = _imported_modules(example / "app.py") | _imported_modules(
+        example / "converter_server.py"
+    )
+    needed = {name for name in imported if name in extras}
+    assert {"fastapi", "mcp"} <= needed  # the check sees the example's imports
+    assert needed <= installed, f"compose demo lacks extras {sorted(needed - installed)}"
+
+
 # --------------------------------------------------------------------------- Grafana
 
 
