@@ -4,7 +4,9 @@ Each integration is one module in this package exposing:
 
 * ``LIBRARY``: the import name of the instrumented library (``"fastapi"``), used
   to decide, without importing it, whether the library is installed;
-* ``instrument(ctx: InstrumentationContext) -> None``: idempotent, reversible;
+* ``instrument(ctx: InstrumentationContext) -> str | None``: idempotent, reversible; a
+  string declines with that reason (logged at ``DECLINE_LEVEL`` when the module sets
+  one, else as a warning);
 * ``uninstrument() -> None``.
 
 Modules are imported only when their integration is enabled, so importing
