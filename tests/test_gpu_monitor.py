@@ -144,6 +144,7 @@ def test_monitor_exports_gpu_and_ollama_residency_until_sigterm(tmp_path: Path) 
             assert monitor.exit_duration is not None and monitor.exit_duration < 6, str(monitor)
     assert "platform-otel monitor: GPU 2 device(s)" in monitor.stderr, monitor.stderr
     assert f"Ollama {ps.url}/api/ps" in monitor.stderr
+    assert f"metrics to {receiver.endpoint} every " in monitor.stderr, monitor.stderr
     assert "Traceback" not in monitor.stderr
 
 
@@ -153,12 +154,14 @@ def test_monitor_without_gpu_and_ollama_says_why_and_exits(tmp_path: Path) -> No
     with OtlpReceiver("grpc") as receiver:
         env = _monitor_env(tmp_path, receiver)
         env.pop("FAKE_PYNVML_SCENARIO")  # the stand-in then reports no NVML library
+        env["OTEL_METRICS_EXPORTER"] = "console"  # the start line names it, not an endpoint
         argv = [sys.executable, "-m", "platform_otel._cli", "monitor", "--no-ollama"]
         with start_process(argv, env) as monitor:
             monitor.proc.wait(30)
         rc = monitor.stop()
     assert rc == 2, str(monitor)
     assert "GPU off (no NVIDIA driver found" in monitor.stderr
+    assert "metrics to console every " in monitor.stderr, monitor.stderr
     assert "nothing to monitor" in monitor.stderr
 
 

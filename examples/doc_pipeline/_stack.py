@@ -268,9 +268,10 @@ class Stack:
         self._wait_ready(f"http://127.0.0.1:{ports['health']}/", timeout)
         self.otlp_endpoint = f"http://127.0.0.1:{ports['http']}"
 
-        if prometheus is None:
+        if prometheus is None or not os.access(prometheus, os.X_OK):
             self.notes.append(
-                "Prometheus: not installed: `apt-get install prometheus` (Debian's package has"
+                f"Prometheus: not installed ({prometheus or 'not on the PATH'}):"
+                " `apt-get install prometheus` (Debian's package has"
                 " the classic web UI) or set PLATFORM_OTEL_PROMETHEUS; metrics reach the"
                 " collector's endpoint and the demo's receiver only"
             )

@@ -653,6 +653,8 @@ def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
         )
         rc = run(args, collector, stack)
         collector.stop_keeping()  # the collector goes on sending; the report is printed
+        if not running:
+            return rc  # nothing to keep running (the skipped lines above say why)
         if args.hold is None:
             print("\nthe stack keeps running: press Ctrl-C to stop it", flush=True)
             while True:
@@ -675,6 +677,9 @@ def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
 def show_stack(stack: Stack, documents: list[tuple[str, str]], timeout: float) -> bool:
     """Print what to open in a browser and one document's trace as Jaeger has it."""
     ok = True
+    if not (stack.prometheus_url or stack.jaeger_url):
+        print("\nthe stack: nothing to open in a browser (see the skipped lines at the top)")
+        return ok
     print("\nthe stack: open in a browser")
     if stack.prometheus_url:
         deadline = time.monotonic() + min(timeout, 30.0)

@@ -257,9 +257,14 @@ def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int
     else:
         ollama_line = "off (--no-ollama)"
     settings = telemetry.settings
+    # Where the metrics go: the OTLP endpoint only when OTLP is one of the exporters.
+    targets = [
+        settings.metrics.endpoint if name == "otlp" else name for name in settings.metrics.exporters
+    ]
     print(
         f"platform-otel monitor: GPU {gpu_line}; Ollama {ollama_line}; "
-        f"metrics to {settings.metrics.endpoint} every {settings.metric_export_interval:g} s",
+        f"metrics to {', '.join(targets) or 'no exporter (OTEL_METRICS_EXPORTER=none)'}"
+        f" every {settings.metric_export_interval:g} s",
         file=sys.stderr,
         flush=True,
     )

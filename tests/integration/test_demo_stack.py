@@ -311,12 +311,36 @@ def test_stack_without_jaeger_still_runs_the_collector_and_prometheus(
     assert not any(_alive(pid) for pid in pids) and workdir and not workdir.exists()
 
 
+def test_stack_with_a_wrong_prometheus_path_skips_prometheus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``PLATFORM_OTEL_PROMETHEUS`` naming no program: a note, not a traceback."""
+    if stack_module.otelcol_binary() is None or stack_module.jaeger_binary() is None:
+        pytest.skip("needs the collector (bash collector/build.sh) and Jaeger")
+    pytest.importorskip("yaml")
+    monkeypatch.setenv("PLATFORM_OTEL_PROMETHEUS", "/nonexistent/prometheus")
+    stack = stack_module.Stack("http://127.0.0.1:9")
+    try:
+        stack.start()
+        assert [p.name for p in stack.processes] == ["jaeger", "collector"]
+        assert stack.prometheus_url is None and stack.jaeger_url and stack.otlp_endpoint
+        assert len(stack.notes) == 1 and "apt-get install prometheus" in stack.notes[0]
+        assert "/nonexistent/prometheus" in stack.notes[0]
+        pids = [p.proc.pid for p in stack.processes]
+        workdir = stack.workdir
+    finally:
+        stopped = stack.stop()
+    assert stopped == ["collector", "jaeger"]
+    assert not any(_alive(pid) for pid in pids) and workdir and not workdir.exists()
+
+
 def test_demo_without_the_collector_runs_as_before_and_says_how_to_build_it() -> None:
     """No collector: a note naming collector/build.sh, no stack, the demo's own view as usual."""
     pytest.importorskip("fastapi")
     env = {"PLATFORM_OTEL_OTELCOL": "/nonexistent/otelcol-platform"}
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLE / "run_demo.py"), "--stack", "--hold", "0", "--rounds", "1"],
+        # No --hold: with nothing running the demo exits by itself, without waiting for Ctrl-C.
+        [sys.executable, str(EXAMPLE / "run_demo.py"), "--stack", "--rounds", "1"],
         env=child_env(env),
         capture_output=True,
         text=True,
@@ -328,3 +352,5 @@ def test_demo_without_the_collector_runs_as_before_and_says_how_to_build_it() ->
     assert "running: nothing" in proc.stdout
     assert "all documents traced end to end; metrics and logs received" in proc.stdout
     assert "/classic/graph" not in proc.stdout and "/api/traces/" not in proc.stdout
+    assert "the stack: nothing to open in a browser" in proc.stdout
+    assert "keeps running" not in proc.stdout

@@ -24,6 +24,35 @@ from tests.support.documented import assert_documented, assert_span_names_docume
 __all__ = ["Otel"]
 
 
+def _instrument_httpx_with_stable_names(ctx: InstrumentationContext) -> None:
+    """The httpx integration, emitting the stable HTTP names as under ``init()``.
+
+    ``init()`` makes the contrib instrumentor see ``OTEL_SEMCONV_STABILITY_OPT_IN=http,database``
+    (platform_otel._sdk_env); these providers bypass ``init()``. The instrumentor reads the
+    setting once per process and keeps the mode it instruments with, so the setting is
+    applied for this one ``instrument()`` and the process-wide state is put back after it.
+    """
+    import os
+
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as Stability,
+    )
+
+    saved = Stability._initialized, dict(Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING)
+    saved_env = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN")
+    if not (saved_env or "").strip():
+        os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http,database"
+    Stability._initialized = False
+    try:
+        httpx_integration.instrument(ctx)
+    finally:
+        if saved_env is None:
+            os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
+        else:
+            os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = saved_env
+        Stability._initialized, Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = saved
+
+
 class Otel:
     """In-memory providers with the httpx and Ollama integrations installed on them."""
 
@@ -44,7 +73,7 @@ class Otel:
         )
 
     def __enter__(self) -> Otel:
-        httpx_integration.instrument(self.ctx)
+        _instrument_httpx_with_stable_names(self.ctx)
         assert po.instrument(self.ctx) is None
         return self
 
