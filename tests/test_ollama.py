@@ -546,6 +546,28 @@ def test_content_is_captured_only_when_enabled(sim: SimulatedOllama, stream: boo
     otel.assert_all_documented()
 
 
+def test_long_content_is_cut_to_the_limit_and_stays_json(sim: SimulatedOllama) -> None:
+    """Captured content over 65,536 characters is cut inside its text, never mid-JSON."""
+    import json
+
+    from platform_otel.instrumentation.ollama import _MAX_CONTENT
+
+    first, second = "a\n" * 30_000, 'b"' * 30_000  # escaped in JSON: 4 characters each
+    with Otel(capture_content=True) as otel:
+        ollama.Client(host=sim.url).chat(
+            model="tiny",
+            messages=[{"role": "user", "content": first}, {"role": "user", "content": second}],
+        )
+    (span,) = otel.spans()
+    raw = _attrs(span)["gen_ai.input.messages"]
+    assert _MAX_CONTENT - 100 < len(raw) <= _MAX_CONTENT
+    messages = json.loads(raw)  # still valid JSON
+    assert [m["role"] for m in messages] == ["user", "user"]
+    kept = [m["parts"][0]["content"] for m in messages]
+    assert first.startswith(kept[0]) and second.startswith(kept[1])
+    assert kept[0] == first or kept[1] == ""  # the earliest text is kept first
+
+
 # --------------------------------------------------------------------------- residency
 
 

@@ -662,7 +662,7 @@ def run_with_stack(args: argparse.Namespace, collector: Collector) -> int:
         print(f"\nthe stack keeps running for {args.hold:g} s (--hold)", flush=True)
         time.sleep(args.hold)
     except KeyboardInterrupt:
-        print("\nstopping the stack (Ctrl-C)", flush=True)
+        print("\nstopping the stack", flush=True)
     finally:
         # A second Ctrl-C (or SIGTERM) must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

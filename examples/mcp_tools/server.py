@@ -13,7 +13,8 @@ from opentelemetry import trace
 
 import platform_otel
 
-# stdout is the MCP channel on stdio: console log lines must stay off it.
+# No console handler: its lines would go to stderr, which the MCP client passes through
+# to its own terminal. The records are still exported over OTLP (docs/mcp.md).
 platform_otel.init(service_name="mcp-tool-server", log_console="never")
 
 try:

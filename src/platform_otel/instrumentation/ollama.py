@@ -415,8 +415,54 @@ def _text(value: Any) -> str:
 
 
 def _content_json(items: list[dict[str, Any]]) -> str:
-    text = json.dumps(items, ensure_ascii=False, default=str)
-    return text if len(text) <= _MAX_CONTENT else text[:_MAX_CONTENT]
+    """``items`` as JSON of at most ``_MAX_CONTENT`` characters, valid JSON even when cut.
+
+    An over-long value keeps its structure: the text ``content`` strings are cut to the
+    longest total that fits (the earliest text is kept first); if the structure alone is
+    too long, trailing items go.
+    """
+    text = _dumps(items)
+    if len(text) <= _MAX_CONTENT:
+        return text
+    while len(_dumps(_cut_contents(items, 0)[0])) > _MAX_CONTENT:
+        if len(items) <= 1:
+            return "[]"
+        items = items[: len(items) // 2]
+    fits, too_long = 0, _cut_contents(items, None)[1] + 1  # characters of text content
+    while too_long - fits > 1:  # about 17 tries for a 100k-character prompt
+        middle = (fits + too_long) // 2
+        if len(_dumps(_cut_contents(items, middle)[0])) <= _MAX_CONTENT:
+            fits = middle
+        else:
+            too_long = middle
+    return _dumps(_cut_contents(items, fits)[0])
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _cut_contents(value: Any, budget: int | None) -> tuple[Any, int]:
+    """(``value`` with its ``content`` strings cut to ``budget`` characters in all, the
+    characters kept); ``budget=None`` cuts nothing (it counts)."""
+    if isinstance(value, list):
+        out, kept = [], 0
+        for item in value:
+            item, n = _cut_contents(item, None if budget is None else budget - kept)
+            out.append(item)
+            kept += n
+        return out, kept
+    if isinstance(value, dict):
+        copy, kept = dict(value), 0
+        for key, item in value.items():
+            if key == "content" and isinstance(item, str):
+                copy[key] = item if budget is None else item[: max(0, budget - kept)]
+                kept += len(copy[key])
+            elif isinstance(item, (list, dict)):
+                copy[key], n = _cut_contents(item, None if budget is None else budget - kept)
+                kept += n
+        return copy, kept
+    return value, 0
 
 
 def _input_messages(method: str, params: Mapping[str, Any]) -> dict[str, str]:
