@@ -17,21 +17,13 @@ from collections.abc import Mapping
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import AttributeValue
 
+from . import __version__
 from ._config import Settings
 
 __all__ = ["build_resource", "refresh_after_fork"]
 
 _CONTAINER_ID = re.compile(r"([0-9a-f]{64})")
 _SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("platform-otel")
-    except Exception:
-        return "0+unknown"
 
 
 def container_id() -> str | None:
@@ -82,7 +74,7 @@ def build_resource(settings: Settings, env: Mapping[str, str] | None = None) -> 
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.language": "python",
         "telemetry.distro.name": "platform-otel",
-        "telemetry.distro.version": _version(),
+        "telemetry.distro.version": __version__,
         "host.name": socket.gethostname(),
         "process.runtime.name": platform.python_implementation().lower(),
         "process.runtime.version": platform.python_version(),

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from .._safety import guard, log_once, report_internal_error
 
 if TYPE_CHECKING:
@@ -809,13 +810,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     reason = sampler_.open()
     if reason:
         return f"{reason}; GPU metrics are off"
-    try:
-        from importlib.metadata import version
-
-        own = version("platform-otel")
-    except Exception:
-        own = None
-    register_instruments(ctx.meter_provider.get_meter("platform_otel.gpu", own), sampler_)
+    register_instruments(ctx.meter_provider.get_meter("platform_otel.gpu", __version__), sampler_)
     sampler_.start()
     _state = _State(sampler_)
     if not _fork_hook[0] and hasattr(os, "register_at_fork"):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from .._safety import report_internal_error
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     if major == 2 and importlib.util.find_spec("mcp.shared._otel") is None:
         return f"mcp {text} lacks mcp.shared._otel (native tracing); not supported"
 
-    meter = ctx.meter_provider.get_meter("platform_otel.mcp", _own_version())
+    meter = ctx.meter_provider.get_meter("platform_otel.mcp", __version__)
 
     def histogram(name: str, description: str) -> Histogram:
         return meter.create_histogram(
@@ -124,7 +125,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     scope = "mcp-python-sdk" if major == 2 else "platform_otel.mcp"
     state = _State(
         major=major,
-        tracer=ctx.tracer_provider.get_tracer(scope, text if major == 2 else _own_version()),
+        tracer=ctx.tracer_provider.get_tracer(scope, text if major == 2 else __version__),
         client_duration=histogram(
             CLIENT_OPERATION_DURATION, "Duration of an MCP request as seen by the client."
         ),
@@ -166,13 +167,6 @@ def _installed_version() -> tuple[int, int, str] | None:
     if match is None:
         return (0, 0, text)
     return (int(match.group(1)), int(match.group(2)), text)
-
-
-def _own_version() -> str:
-    try:
-        return importlib.metadata.version("platform-otel")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _patch(state: _State, module_name: str, path: str, wrapper: Callable[..., Any]) -> None:

@@ -51,6 +51,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from .._safety import log_once, report_internal_error
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     # Not an empty Context: the SDK treats an empty one as "use the current context".
     _EMPTY = trace.set_span_in_context(trace.INVALID_SPAN, Context())
     settings = ctx.settings
-    meter = ctx.meter_provider.get_meter("platform_otel.ollama", _own_version())
+    meter = ctx.meter_provider.get_meter("platform_otel.ollama", __version__)
 
     def histogram(name: str, unit: str, buckets: tuple[float, ...], description: str) -> Any:
         return meter.create_histogram(
@@ -256,7 +257,7 @@ def instrument(ctx: InstrumentationContext) -> str | None:
         )  # fmt: skip
 
     state = _State(
-        tracer=ctx.tracer_provider.get_tracer("platform_otel.ollama", _own_version()),
+        tracer=ctx.tracer_provider.get_tracer("platform_otel.ollama", __version__),
         meter=meter,
         duration=histogram(
             OPERATION_DURATION, "s", DURATION_BUCKETS, "Duration of a GenAI operation (whole stream)."
@@ -308,13 +309,6 @@ def uninstrument() -> None:
 
 
 # --------------------------------------------------------------------------- patching
-
-
-def _own_version() -> str:
-    try:
-        return importlib.metadata.version("platform-otel")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _patch_all(state: _State) -> None:
