@@ -568,6 +568,25 @@ def test_long_content_is_cut_to_the_limit_and_stays_json(sim: SimulatedOllama) -
     assert kept[0] == first or kept[1] == ""  # the earliest text is kept first
 
 
+def test_a_failing_content_capture_still_ends_the_span(
+    sim: SimulatedOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in content capture is reported and swallowed: the call answers, its span ends."""
+    from platform_otel.instrumentation import ollama as integration
+
+    def broken(*args: Any) -> dict[str, str]:
+        raise RuntimeError("capture bug")
+
+    monkeypatch.delenv("PLATFORM_OTEL_RAISE_INTERNAL", raising=False)
+    monkeypatch.setattr(integration, "_input_messages", broken)
+    with Otel(capture_content=True) as otel:
+        result = ollama.Client(host=sim.url).chat(model="tiny", messages=MESSAGES)
+    assert result.message.content
+    (span,) = otel.spans()
+    assert "gen_ai.input.messages" not in _attrs(span)
+    assert "gen_ai.output.messages" in _attrs(span)  # the rest of the capture still works
+
+
 # --------------------------------------------------------------------------- residency
 
 

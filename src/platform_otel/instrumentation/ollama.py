@@ -571,7 +571,10 @@ class _Call:
             start_time=self.start_wall,
         )
         if state.capture_content and self.span.is_recording():
-            self.span.set_attributes(_input_messages(method, params))
+            try:  # the span has started: a failure here must not leave it unended
+                self.span.set_attributes(_input_messages(method, params))
+            except Exception:
+                report_internal_error("ollama content capture")
         # The context the HTTP request runs in: this span current, HTTP spans suppressed.
         with suppress_http_instrumentation():
             self.context: Context = trace.set_span_in_context(self.span)
