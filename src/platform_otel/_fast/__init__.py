@@ -103,11 +103,9 @@ def describe(encoder: str = "fast") -> str:
         return f"SDK path: the installed OpenTelemetry SDK differs: {problems[0]}{more}"
     from . import otlp
 
-    c_built = otlp.use_speedups(encoder == "fast")
-    otlp.use_speedups(True)
     if encoder == "python":
         how = "Python encoder (PLATFORM_OTEL_OTLP_ENCODER=python)"
-    elif c_built:
+    elif otlp._load_c_encoder() is not None:  # built; not switched on or off here
         how = "C encoder"
     else:
         how = "Python encoder (the C extension was not built)"
