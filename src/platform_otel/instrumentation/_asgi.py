@@ -76,6 +76,7 @@ from .logging import EXCEPTION_SPAN_ATTR
 __all__ = [
     "DURATION_BUCKETS",
     "SCOPE_KEY",
+    "TRACED_SCOPE_TYPES",
     "LeanASGIMiddleware",
     "ServerOptions",
     "ServerTelemetry",
@@ -151,7 +152,8 @@ class _Carrier(dict[str, list[str]]):
     """Propagation headers of one request, in the shape ``DefaultGetter`` reads."""
 
 
-_TRACED = frozenset({"http", "websocket"})
+#: ASGI scope types that get a server span (one per HTTP request or WebSocket connection).
+TRACED_SCOPE_TYPES = frozenset({"http", "websocket"})
 
 
 @dataclass(frozen=True)
@@ -700,7 +702,7 @@ class LeanASGIMiddleware:
         self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") not in _TRACED or SCOPE_KEY in scope:
+        if scope.get("type") not in TRACED_SCOPE_TYPES or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
         await self.telemetry.handle(self.app, scope, receive, send)
