@@ -479,13 +479,10 @@ class ServerTelemetry:
         else:
             name = span_method if route is None else self._span_name(span_method, route)
         lean = self._lean
+        start = lean.start_span if lean is not None else self._sdk_start
         if self._plain_sampler:  # the span keeps exactly these attributes
-            if lean is not None:
-                span = lean.start_span(name, parent, SpanKind.SERVER, attributes)
-            else:
-                span = self._sdk_start(name, parent, SpanKind.SERVER, attributes)
+            span = start(name, parent, SpanKind.SERVER, attributes)
         else:
-            start = lean.start_span if lean is not None else self._sdk_start
             span = start(name, parent, SpanKind.SERVER, dict(attributes))
             # A sampler may return other attributes than it was given (the span then starts
             # with those, the SDK's rule): set ours again, as the official instrumentation does.
