@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
+    "SEMCONV_OPT_IN",
     "ConfigError",
     "InitOptions",
     "Problem",
@@ -51,6 +52,10 @@ _TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 _COMPRESSIONS = ("none", "gzip", "deflate")
 _LOG_FORMATS = ("text", "json")
 _FASTAPI_IMPLS = ("lean", "official", "native")
+# The stable semantic conventions platform-otel asks contrib instrumentors for (when the
+# variable is unset). "database" also turns on db.client.operation.duration in the DB-API
+# (psycopg, pymysql) instrumentors.
+SEMCONV_OPT_IN = "http,database"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 # Read by the SDK itself (SpanLimits, LogRecordLimits), which raises on a bad value.
@@ -573,7 +578,7 @@ def sdk_environment(env: Mapping[str, str] | None = None) -> dict[str, str | Non
         if usable != names:
             out["OTEL_PROPAGATORS"] = ",".join(usable) or "none"
     if not env.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").strip():
-        out["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http,database"
+        out["OTEL_SEMCONV_STABILITY_OPT_IN"] = SEMCONV_OPT_IN
     return out
 
 

@@ -161,6 +161,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     # integration's list of OpenTelemetry's own log handlers (never exported back).
     _R("opentelemetry.sdk._logs._internal", "", "helper"),
     _R("opentelemetry.instrumentation._semconv", "", "helper"),
+    # The API's runtime context, read by _fast/context.current_var() through getattr: where
+    # either is missing it returns None and callers use the public context functions.
+    _R("opentelemetry.context", "_RUNTIME_CONTEXT", "helper"),
+    _R("ContextVarsRuntimeContext", "_current_context", "helper"),
 )
 
 # The logs SDK and API live under ``opentelemetry.sdk._logs`` / ``opentelemetry._logs``:

@@ -558,19 +558,15 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """In a forked child, reset each module's state, in a fixed order.
 
-    Locks and pids first (``_exporters``, ``_pipeline``), then the request path
-    (``_fast``, when present), then this module's telemetry (identity, metrics).
-    A module that was never imported owns no state and is not imported here.
+    Locks and pids first (``_exporters``, ``_pipeline`` when it was imported: a module
+    never imported owns no state and is not imported here), then the request path
+    (``_fast``), then this module's telemetry (identity, metrics).
     """
     resets: list[tuple[str, Callable[[], None]]] = [("exporters", _exporters._after_fork_in_child)]
-    for module_name, function in (
-        ("_pipeline", "_after_fork_in_child"),
-        ("_fast", "after_fork_in_child"),
-    ):
-        module = sys.modules.get(f"{__package__}.{module_name}")
-        reset = getattr(module, function, None) if module is not None else None
-        if reset is not None:
-            resets.append((module_name.lstrip("_"), reset))
+    pipeline = sys.modules.get(f"{__package__}._pipeline")
+    if pipeline is not None:
+        resets.append(("pipeline", pipeline._after_fork_in_child))
+    resets.append(("fast", _fast.after_fork_in_child))
     resets.append(("telemetry", _reset_telemetry_after_fork))
     for where, reset in resets:
         try:

@@ -65,10 +65,7 @@ def enable(encoder: str = "fast") -> bool:
         return False
     problems = _otel_private.check()
     if problems:
-        _state.active = False
-        _state.reason = f"the installed OpenTelemetry SDK differs: {problems[0]}" + (
-            f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        )
+        _state.active, _state.reason = False, _sdk_differs(problems)
         _logger.warning(
             "platform-otel: fast path off, the SDK path runs instead (same telemetry, more "
             "CPU per request): %s",
@@ -77,6 +74,12 @@ def enable(encoder: str = "fast") -> bool:
         return False
     _state.active, _state.reason = True, "active"
     return True
+
+
+def _sdk_differs(problems: list[str]) -> str:
+    """Why the fast path is off: the first missing private name, and how many more."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"the installed OpenTelemetry SDK differs: {problems[0]}{more}"
 
 
 def reset() -> None:
@@ -99,15 +102,12 @@ def describe(encoder: str = "fast") -> str:
         return "SDK path: PLATFORM_OTEL_OTLP_ENCODER=official"
     problems = _otel_private.check()
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return f"SDK path: the installed OpenTelemetry SDK differs: {problems[0]}{more}"
+        return f"SDK path: {_sdk_differs(problems)}"
     from . import otlp
 
-    c_built = otlp.use_speedups(encoder == "fast")
-    otlp.use_speedups(True)
     if encoder == "python":
         how = "Python encoder (PLATFORM_OTEL_OTLP_ENCODER=python)"
-    elif c_built:
+    elif otlp._load_c_encoder() is not None:  # built; not switched on or off here
         how = "C encoder"
     else:
         how = "Python encoder (the C extension was not built)"

@@ -66,16 +66,15 @@ def use_speedups(enabled: bool) -> bool:
     return _c_span_message is not None
 
 
+# (field tag, key, value type, value) -> encoded KeyValue field, for bool/int/float values
 _kv_cache: dict[tuple[int, str, type, Any], bytes] = {}
+# id -> (object kept alive, encoding): resources and instrumentation scopes
 _obj_cache: dict[int, tuple[object, bytes]] = {}
-# (key, value) -> encoded KeyValue field, per field tag, for str values
+# (severity number, severity text) -> the encoded severity fields of a log record
 _severity_cache: dict[tuple[int, str], bytes] = {}
-_str_cache: dict[int, dict[tuple[str, str], bytes]] = {
-    0x4A: {},
-    0x32: {},
-    0x1A: {},
-    0x22: {},
-}  # id -> (object kept alive, encoding)
+# Per field tag (Span.attributes 0x4A, LogRecord.attributes 0x32): (key, value) -> encoded
+# KeyValue field, for str values
+_str_cache: dict[int, dict[tuple[str, str], bytes]] = {0x4A: {}, 0x32: {}}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack

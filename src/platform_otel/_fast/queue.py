@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from .._safety import log_once
+from .._safety import log_once, report_internal_error
 from . import otlp
 
 __all__ = ["EncodingBatchSpanProcessor", "emit_queued", "encode_at_end", "queue_emitter"]
@@ -138,7 +138,5 @@ def encode_at_end(span: Any, encode: Callable[[Any], Any] | None = None) -> Any:
     try:
         return (encode or otlp.encode_span)(span)
     except Exception:
-        from .._safety import report_internal_error
-
         report_internal_error("encoding a span at end")
         return span

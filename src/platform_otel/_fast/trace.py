@@ -353,9 +353,8 @@ class LeanTracer:
         # Events and links use the general value length limit, spans their own (the SDK's rule).
         self.max_value_length = limits.max_attribute_length
         self.max_link_attributes = limits.max_link_attributes
+        #: True when no sampler call is needed (the span keeps the attributes it starts with).
         self._default_sampler = _is_default_sampler(self.sampler)
-        #: True when the span keeps exactly the attributes it starts with (no sampler call).
-        self.default_sampler = self._default_sampler
         self.direct_for, self.direct_queue = _direct_queue(self.processor)
         from . import otlp as _otlp_fast
         from .otlp import encode_lean_span, pair_head

@@ -76,6 +76,7 @@ from .logging import EXCEPTION_SPAN_ATTR
 __all__ = [
     "DURATION_BUCKETS",
     "SCOPE_KEY",
+    "TRACED_SCOPE_TYPES",
     "LeanASGIMiddleware",
     "ServerOptions",
     "ServerTelemetry",
@@ -151,7 +152,8 @@ class _Carrier(dict[str, list[str]]):
     """Propagation headers of one request, in the shape ``DefaultGetter`` reads."""
 
 
-_TRACED = frozenset({"http", "websocket"})
+#: ASGI scope types that get a server span (one per HTTP request or WebSocket connection).
+TRACED_SCOPE_TYPES = frozenset({"http", "websocket"})
 
 
 @dataclass(frozen=True)
@@ -477,13 +479,10 @@ class ServerTelemetry:
         else:
             name = span_method if route is None else self._span_name(span_method, route)
         lean = self._lean
+        start = lean.start_span if lean is not None else self._sdk_start
         if self._plain_sampler:  # the span keeps exactly these attributes
-            if lean is not None:
-                span = lean.start_span(name, parent, SpanKind.SERVER, attributes)
-            else:
-                span = self._sdk_start(name, parent, SpanKind.SERVER, attributes)
+            span = start(name, parent, SpanKind.SERVER, attributes)
         else:
-            start = lean.start_span if lean is not None else self._sdk_start
             span = start(name, parent, SpanKind.SERVER, dict(attributes))
             # A sampler may return other attributes than it was given (the span then starts
             # with those, the SDK's rule): set ours again, as the official instrumentation does.
@@ -700,7 +699,7 @@ class LeanASGIMiddleware:
         self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") not in _TRACED or SCOPE_KEY in scope:
+        if scope.get("type") not in TRACED_SCOPE_TYPES or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
         await self.telemetry.handle(self.app, scope, receive, send)

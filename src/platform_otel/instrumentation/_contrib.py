@@ -10,14 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._config import SEMCONV_OPT_IN  # what init() makes them see (platform_otel._sdk_env)
+
 if TYPE_CHECKING:
     from . import InstrumentationContext
 
 __all__ = ["SEMCONV_OPT_IN", "ContribIntegration"]
-
-# The stable semantic conventions platform-otel asks contrib instrumentors for. "database"
-# also turns on db.client.operation.duration in the DB-API (psycopg, pymysql) instrumentors.
-SEMCONV_OPT_IN = "http,database"
 
 
 class ContribIntegration:

@@ -41,14 +41,13 @@ import wrapt
 from .._otel_private import instrumented_by_official
 from .._safety import log_once, report_internal_error
 from . import InstrumentationContext
-from ._asgi import SCOPE_KEY, ServerOptions, ServerTelemetry
+from ._asgi import SCOPE_KEY, TRACED_SCOPE_TYPES, ServerOptions, ServerTelemetry
 
 __all__ = ["IMPLEMENTATIONS", "LIBRARY", "instrument", "uninstrument"]
 
 LIBRARY = "fastapi"
 IMPLEMENTATIONS = ("lean", "official", "native")
 _SCOPE = "platform_otel.instrumentation.fastapi"
-_TRACED = frozenset({"http", "websocket"})
 _NATIVE_KEY = "fastapi.telemetry"  # FastAPI's native telemetry skips requests carrying this key
 _DECISION_ATTR = "_platform_otel_native"  # cached per app: owner configured native telemetry
 
@@ -84,7 +83,7 @@ def _lean_hook(original: Any) -> Any:
         try:
             if not (
                 telemetry is None
-                or scope.get("type") not in _TRACED
+                or scope.get("type") not in TRACED_SCOPE_TYPES
                 or SCOPE_KEY in scope
                 or instrumented_by_official(self)
                 or _explicit_native(self)

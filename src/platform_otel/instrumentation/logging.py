@@ -436,9 +436,7 @@ def _correlated(self: logging.Handler, record: logging.LogRecord, text: str) -> 
     if kind.__class__ is not int:  # not made yet, or a formatter whose __getattr__ answers
         kind = _line_kind(formatter, text)
     if kind == _TEXT:
-        # On the message's own line, not after a traceback: shippers split on newlines.
-        first, newline, rest = text.partition("\n")
-        return f"{first} trace_id={trace_id} span_id={span_id}{newline}{rest}"
+        return _text_line(text, trace_id, span_id)
     if kind == _MESSAGE:
         queue_handler = getattr(sys.modules.get("logging.handlers"), "QueueHandler", None)
         if queue_handler is not None and isinstance(self, queue_handler):
