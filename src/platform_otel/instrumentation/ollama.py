@@ -147,7 +147,7 @@ class _LeanRecord:
     def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
         attrs = attributes or {}
         span_context = None
-        if context is not None:
+        if context is not None and context is not _EMPTY:  # _EMPTY: no exemplar, no lookup
             from opentelemetry import trace
 
             found = trace.get_current_span(context).get_span_context()
