@@ -855,16 +855,31 @@ def _async_wrapper(method: str, names: tuple[str, ...]) -> Callable[..., Any]:
     return wrapper
 
 
-class _SyncStream(Iterator[Any]):
-    """The caller's stream: ``ollama``'s generator, with the call's span ended exactly once."""
+class _Stream:
+    """What the sync and async streams share: the call, its finalizer, the generator's names."""
 
     __slots__ = ("__weakref__", "_call", "_finalizer", "_inner")
 
-    def __init__(self, inner: Iterator[Any], call: _Call) -> None:
+    def __init__(self, inner: Any, call: _Call) -> None:
         self._inner = inner
         self._call = call
         self._finalizer = weakref.finalize(self, call.abandon)
         self._finalizer.atexit = False
+
+    def _end(self, error: BaseException | None) -> None:
+        self._finalizer.detach()
+        self._call.finish(None, error)
+
+    def __getattr__(self, name: str) -> Any:  # send, throw, gi_frame ... of the generator
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _SyncStream(_Stream, Iterator[Any]):
+    """The caller's stream: ``ollama``'s generator, with the call's span ended exactly once."""
+
+    __slots__ = ()
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -894,26 +909,11 @@ class _SyncStream(Iterator[Any]):
         finally:
             self._end(None)
 
-    def _end(self, error: BaseException | None) -> None:
-        self._finalizer.detach()
-        self._call.finish(None, error)
 
-    def __getattr__(self, name: str) -> Any:  # send, throw, gi_frame ... of the generator
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-class _AsyncStream(AsyncIterator[Any]):
+class _AsyncStream(_Stream, AsyncIterator[Any]):
     """The caller's async stream: the span ends once, in whichever task consumes it."""
 
-    __slots__ = ("__weakref__", "_call", "_finalizer", "_inner")
-
-    def __init__(self, inner: AsyncIterator[Any], call: _Call) -> None:
-        self._inner = inner
-        self._call = call
-        self._finalizer = weakref.finalize(self, call.abandon)
-        self._finalizer.atexit = False
+    __slots__ = ()
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -943,12 +943,3 @@ class _AsyncStream(AsyncIterator[Any]):
                 await aclose()
         finally:
             self._end(None)
-
-    def _end(self, error: BaseException | None) -> None:
-        self._finalizer.detach()
-        self._call.finish(None, error)
-
-    def __getattr__(self, name: str) -> Any:  # asend, athrow, ag_frame ... of the generator
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
