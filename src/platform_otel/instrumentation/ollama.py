@@ -285,8 +285,8 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             MODEL_LOADS, unit="{load}",
             description="Calls that paid a cold model load (load_duration >= 20 ms).",
         ),
-        capture_content=bool(getattr(settings, "capture_content", False)),
-        ps_interval=float(getattr(settings, "ollama_ps_interval", 15.0)),
+        capture_content=settings.capture_content,
+        ps_interval=settings.ollama_ps_interval,
     )  # fmt: skip
     try:
         _patch_all(state)
