@@ -559,13 +559,15 @@ def _after_fork_in_child() -> None:
     """In a forked child, reset each module's state, in a fixed order.
 
     Locks and pids first (``_exporters``, ``_pipeline``), then the request path
-    (``_fast``, when present), then this module's telemetry (identity, metrics).
+    (``_fast``, when present), the GPU sampler (its own NVML), then this module's
+    telemetry (identity, metrics).
     A module that was never imported owns no state and is not imported here.
     """
     resets: list[tuple[str, Callable[[], None]]] = [("exporters", _exporters._after_fork_in_child)]
     for module_name, function in (
         ("_pipeline", "_after_fork_in_child"),
         ("_fast", "after_fork_in_child"),
+        ("instrumentation.gpu", "_after_fork_in_child"),
     ):
         module = sys.modules.get(f"{__package__}.{module_name}")
         reset = getattr(module, function, None) if module is not None else None
