@@ -253,7 +253,9 @@ def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int
             from ._ollama_ps import ResidencyPoller
 
             url = _ollama_url(ollama)
-            meter = telemetry.meter_provider.get_meter("platform_otel.ollama")
+            meter = telemetry.meter_provider.get_meter(
+                "platform_otel.ollama", platform_otel.__version__
+            )
             poller = ResidencyPoller(url, meter, interval_s=max(interval or 5.0, 1.0))
             poller.start()
             ollama_line = f"{url}/api/ps every {poller.interval_s:g} s"
