@@ -64,6 +64,11 @@ def _reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
         return False, f"{host}:{port} unreachable ({exc.strerror or exc})"
 
 
+def _devices(sampler: Any) -> str:
+    """The sampler's devices for a human: ``name id, name id``."""
+    return ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+
+
 def _probe_gpu(state: str) -> str:
     """What the gpu integration would find: NVML's devices, or why it would be off."""
     try:
@@ -75,7 +80,7 @@ def _probe_gpu(state: str) -> str:
         reason = sampler.open()
         if reason:
             return f"inactive: {reason}"
-        found = ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+        found = _devices(sampler)
         loaded = f"; NVML loaded from {sampler.loaded_from}" if sampler.loaded_from else ""
         sampler.stop()
         return f"{state}; {len(sampler.devices)} device(s): {found}{loaded}"
@@ -238,7 +243,7 @@ def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int
 
     sampler = gpu.sampler()
     if sampler is not None:
-        names = ", ".join(f"{d.attributes.get('hw.name', '?')} {d.hw_id}" for d in sampler.devices)
+        names = _devices(sampler)
         gpu_line = f"{len(sampler.devices)} device(s) every {sampler.interval:g} s: {names}"
     else:
         gpu_line = f"off ({status('gpu').reason})"
@@ -248,7 +253,9 @@ def _monitor(ollama: str | None, no_ollama: bool, interval: float | None) -> int
             from ._ollama_ps import ResidencyPoller
 
             url = _ollama_url(ollama)
-            meter = telemetry.meter_provider.get_meter("platform_otel.ollama")
+            meter = telemetry.meter_provider.get_meter(
+                "platform_otel.ollama", platform_otel.__version__
+            )
             poller = ResidencyPoller(url, meter, interval_s=max(interval or 5.0, 1.0))
             poller.start()
             ollama_line = f"{url}/api/ps every {poller.interval_s:g} s"

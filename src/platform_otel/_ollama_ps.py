@@ -139,8 +139,7 @@ class ResidencyPoller:
         self._stopped.set()
         self._wake.set()
         thread, self._thread = self._thread, None
-        for gauges in list(_meter_gauges.values()):
-            gauges.pollers.discard(self)
+        self._gauges.pollers.discard(self)  # the one set it joins (__init__, start)
         if thread is not None and thread is not threading.current_thread() and thread.is_alive():
             thread.join(timeout)
 
@@ -331,4 +330,5 @@ def _reset_after_fork() -> None:
         poller._after_fork()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -558,15 +558,19 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     """In a forked child, reset each module's state, in a fixed order.
 
-    Locks and pids first (``_exporters``, ``_pipeline`` when it was imported: a module
-    never imported owns no state and is not imported here), then the request path
-    (``_fast``), then this module's telemetry (identity, metrics).
+    Locks and pids first (``_exporters``, ``_pipeline`` when it was imported), then the
+    request path (``_fast``), the GPU sampler (its own NVML, when the integration was
+    imported), then this module's telemetry (identity, metrics). A module never
+    imported owns no state and is not imported here.
     """
     resets: list[tuple[str, Callable[[], None]]] = [("exporters", _exporters._after_fork_in_child)]
     pipeline = sys.modules.get(f"{__package__}._pipeline")
     if pipeline is not None:
         resets.append(("pipeline", pipeline._after_fork_in_child))
     resets.append(("fast", _fast.after_fork_in_child))
+    gpu = sys.modules.get(f"{__package__}.instrumentation.gpu")
+    if gpu is not None:
+        resets.append(("gpu", gpu._after_fork_in_child))
     resets.append(("telemetry", _reset_telemetry_after_fork))
     for where, reset in resets:
         try:

@@ -13,8 +13,8 @@ for again. Other errors (GPU lost, driver unloaded) leave the field out of that
 sample; when every read fails the sampler re-initialises NVML on its next tick.
 
 NVML handles are per process: after ``fork()`` the child starts its own sampler,
-which initialises NVML again (``os.register_at_fork``, registered by
-:func:`instrument`). Without an NVIDIA driver or GPU the integration declines
+which initialises NVML again (:func:`_after_fork_in_child`, called by ``init()``'s
+one at-fork hook). Without an NVIDIA driver or GPU the integration declines
 with one info line. ``pynvml`` (package ``nvidia-ml-py``) is imported only by
 :func:`instrument`.
 
@@ -782,10 +782,10 @@ class _State:
 
 
 _state: _State | None = None
-_fork_hook = [False]
 
 
 def _after_fork_in_child() -> None:
+    """Called in a forked child by ``init()``'s one at-fork hook (``_telemetry``)."""
     state = _state
     if state is not None:
         try:
@@ -813,9 +813,6 @@ def instrument(ctx: InstrumentationContext) -> str | None:
     register_instruments(ctx.meter_provider.get_meter("platform_otel.gpu", __version__), sampler_)
     sampler_.start()
     _state = _State(sampler_)
-    if not _fork_hook[0] and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _fork_hook[0] = True
     return None
 
 

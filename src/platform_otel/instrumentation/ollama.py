@@ -147,7 +147,7 @@ class _LeanRecord:
     def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
         attrs = attributes or {}
         span_context = None
-        if context is not None:
+        if context is not None and context is not _EMPTY:  # _EMPTY: no exemplar, no lookup
             from opentelemetry import trace
 
             found = trace.get_current_span(context).get_span_context()
@@ -285,8 +285,8 @@ def instrument(ctx: InstrumentationContext) -> str | None:
             MODEL_LOADS, unit="{load}",
             description="Calls that paid a cold model load (load_duration >= 20 ms).",
         ),
-        capture_content=bool(getattr(settings, "capture_content", False)),
-        ps_interval=float(getattr(settings, "ollama_ps_interval", 15.0)),
+        capture_content=settings.capture_content,
+        ps_interval=settings.ollama_ps_interval,
     )  # fmt: skip
     try:
         _patch_all(state)
@@ -858,16 +858,31 @@ def _async_wrapper(method: str, names: tuple[str, ...]) -> Callable[..., Any]:
     return wrapper
 
 
-class _SyncStream(Iterator[Any]):
-    """The caller's stream: ``ollama``'s generator, with the call's span ended exactly once."""
+class _Stream:
+    """What the sync and async streams share: the call, its finalizer, the generator's names."""
 
     __slots__ = ("__weakref__", "_call", "_finalizer", "_inner")
 
-    def __init__(self, inner: Iterator[Any], call: _Call) -> None:
+    def __init__(self, inner: Any, call: _Call) -> None:
         self._inner = inner
         self._call = call
         self._finalizer = weakref.finalize(self, call.abandon)
         self._finalizer.atexit = False
+
+    def _end(self, error: BaseException | None) -> None:
+        self._finalizer.detach()
+        self._call.finish(None, error)
+
+    def __getattr__(self, name: str) -> Any:  # send, throw, gi_frame ... of the generator
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _SyncStream(_Stream, Iterator[Any]):
+    """The caller's stream: ``ollama``'s generator, with the call's span ended exactly once."""
+
+    __slots__ = ()
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -897,26 +912,11 @@ class _SyncStream(Iterator[Any]):
         finally:
             self._end(None)
 
-    def _end(self, error: BaseException | None) -> None:
-        self._finalizer.detach()
-        self._call.finish(None, error)
 
-    def __getattr__(self, name: str) -> Any:  # send, throw, gi_frame ... of the generator
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-class _AsyncStream(AsyncIterator[Any]):
+class _AsyncStream(_Stream, AsyncIterator[Any]):
     """The caller's async stream: the span ends once, in whichever task consumes it."""
 
-    __slots__ = ("__weakref__", "_call", "_finalizer", "_inner")
-
-    def __init__(self, inner: AsyncIterator[Any], call: _Call) -> None:
-        self._inner = inner
-        self._call = call
-        self._finalizer = weakref.finalize(self, call.abandon)
-        self._finalizer.atexit = False
+    __slots__ = ()
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -946,12 +946,3 @@ class _AsyncStream(AsyncIterator[Any]):
                 await aclose()
         finally:
             self._end(None)
-
-    def _end(self, error: BaseException | None) -> None:
-        self._finalizer.detach()
-        self._call.finish(None, error)
-
-    def __getattr__(self, name: str) -> Any:  # asend, athrow, ag_frame ... of the generator
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
