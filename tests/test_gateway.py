@@ -15,9 +15,7 @@ plain ones, ones with an error span, and slow ones.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.fixtures import (
     REPO_ROOT,
     Server,
@@ -77,16 +76,9 @@ TRACES = 600
 
 
 def _otelcol() -> Path:
-    given = os.environ.get("PLATFORM_OTEL_OTELCOL")
-    if given:
-        return Path(given)
-    root = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-    )
-    digest = hashlib.sha256((COLLECTOR_DIR / "manifest.yaml").read_bytes()).hexdigest()
-    path = Path(root) / f"otelcol-{digest}" / "otelcol-platform"
-    if not path.is_file():
-        pytest.skip(f"collector not built ({path}): run collector/build.sh")
+    path: Path | None = demo_stack.otelcol_binary()
+    if path is None:
+        pytest.skip("collector not built: run collector/build.sh or set PLATFORM_OTEL_OTELCOL")
     return path
 
 
