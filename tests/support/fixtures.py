@@ -320,13 +320,19 @@ def run_python_fixture() -> RunPython:
 @pytest.fixture(scope="session")
 def demo_summary() -> dict[str, Any]:
     """One run of the flagship demo (``run_demo.py --json``), shared by every test that reads it."""
-    import json
 
     pytest.importorskip("fastapi", reason="the example is a FastAPI service")
     pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
+    return run_demo()
+
+
+def run_demo(*args: str) -> dict[str, Any]:
+    """Run ``run_demo.py --json --timeout 60 *args``; its SUMMARY line, after asserting exit 0."""
+    import json
+
     demo = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
     proc = subprocess.run(
-        [sys.executable, str(demo), "--json", "--timeout", "60"],
+        [sys.executable, str(demo), "--json", *args, "--timeout", "60"],
         env=child_env(),
         capture_output=True,
         text=True,
