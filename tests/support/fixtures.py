@@ -343,6 +343,20 @@ def run_demo(*args: str) -> dict[str, Any]:
     return dict(json.loads(lines[-1][len("SUMMARY ") :]))
 
 
+def doctor_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``platform-otel doctor --json`` in a fresh interpreter (``child_env(env)``): its report."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return dict(json.loads(proc.stdout))
+
+
 def fast_path_problems() -> list[str]:
     """Why the installed OpenTelemetry SDK cannot run the fast path ([] when it can)."""
     from platform_otel import _otel_private
