@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.documented import assert_documented
 from tests.support.fixtures import (
     REPO_ROOT,
@@ -236,22 +237,13 @@ class Ports:
 def collector_env(
     storage: Path, tempo_port: int, loki_endpoint: str
 ) -> tuple[dict[str, str], Ports]:
-    """config.yaml's variables for a collector on free 127.0.0.1 ports (as compose sets them)."""
-    ports = Ports(*(free_port() for _ in range(5)))
-    env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.grpc}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.http}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports.health}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports.prometheus}",
-        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-        "OTELCOL_TELEMETRY_PORT": str(ports.telemetry),
-        "OTELCOL_STORAGE_DIR": str(storage),
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-        "OTELCOL_BATCH_TIMEOUT": "200ms",
-        "TEMPO_ENDPOINT": f"127.0.0.1:{tempo_port}",
-        "LOKI_ENDPOINT": loki_endpoint,
-    }
-    return env, ports
+    """config.yaml's variables for a collector on free 127.0.0.1 ports (as compose sets them).
+
+    The demo's stack (``tests.support.demo_stack``) owns the variable list; this gives its
+    ports as a ``Ports``.
+    """
+    env, ports = demo_stack.collector_env(storage, f"127.0.0.1:{tempo_port}", loki_endpoint)
+    return env, Ports(**ports)
 
 
 GPU_MONITOR_SERVICE = "gpu-monitor-e2e"
