@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -439,7 +438,7 @@ def test_spans_survive_collector_restart_while_tempo_is_down(otelcol: Path, tmp_
 
 
 def _prometheus_binary() -> str:
-    found = os.environ.get("PLATFORM_OTEL_PROMETHEUS") or shutil.which("prometheus")
+    found: str | None = demo_stack.prometheus_binary()
     if not found:
         pytest.skip("prometheus not installed: apt-get install -y prometheus")
     return found
