@@ -10,7 +10,6 @@ on PATH (Debian: ``apt-get install -y prometheus``) or ``PLATFORM_OTEL_PROMETHEU
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,19 +40,9 @@ pytestmark = pytest.mark.integration
 
 COLLECTOR_DIR = REPO_ROOT / "collector"
 CONFIG = COLLECTOR_DIR / "config.yaml"
-MANIFEST = COLLECTOR_DIR / "manifest.yaml"
 DASHBOARDS = COLLECTOR_DIR / "grafana" / "dashboards"
 SERVICE = "collector-e2e"
 PIPELINE = "doc-ingest"
-
-
-def cached_collector() -> Path:
-    """Where collector/build.sh puts the binary for the current manifest (may not exist)."""
-    root = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-    )
-    digest = hashlib.sha256(MANIFEST.read_bytes()).hexdigest()
-    return Path(root) / f"otelcol-{digest}" / "otelcol-platform"
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +55,12 @@ def otelcol() -> Path:
             f"PLATFORM_OTEL_OTELCOL={given} is not an executable file"
         )
         return path
-    path = cached_collector()
-    if not path.is_file():
+    found: Path | None = demo_stack.otelcol_binary()
+    if found is None:
         pytest.skip(
-            f"collector binary not built ({path} missing): run collector/build.sh "
-            "or set PLATFORM_OTEL_OTELCOL"
+            "collector binary not built: run collector/build.sh or set PLATFORM_OTEL_OTELCOL"
         )
-    return path
+    return found
 
 
 # --------------------------------------------------------------------------- validate
