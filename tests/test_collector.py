@@ -34,7 +34,7 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, serve_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -439,7 +439,6 @@ def prometheus(
     """A real Prometheus scraping the collector every second, as compose's prometheus.yml does."""
     binary = _prometheus_binary()
     workdir = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
     # The shipped prometheus.yml, its collector targets pointed at the test collector and
     # every interval shortened; the tempo/loki targets stay down (unresolvable names).
     text = (COLLECTOR_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
@@ -449,21 +448,7 @@ def prometheus(
     text = re.sub(r"(scrape_interval|evaluation_interval): \d+s", r"\1: 1s", text)
     config_file = workdir / "prometheus.yml"
     config_file.write_text(text, encoding="utf-8")
-    argv = [
-        binary,
-        f"--config.file={config_file}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--enable-feature=exemplar-storage",
-    ]
-    with start_process(argv, cwd=workdir) as server:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/-/ready", server, timeout=20)
-        deadline = time.monotonic() + 20
-        while http_get(f"{base}/-/ready")[0] != 200:  # 503 while the TSDB opens
-            assert time.monotonic() < deadline and server.proc.poll() is None, str(server)
-            time.sleep(0.2)
-        prom = Prometheus(base)
+    with serve_prometheus(binary, config_file, workdir) as (_server, prom):
         prom.wait_query(f'pipeline_items_total{{job="{SERVICE}"}}')
         prom.wait_query('traces_span_metrics_calls_total{span_name="e2e-request"}')
         prom.wait_query('up{job="otel-collector-self"} == 1')  # the collector's own metrics
