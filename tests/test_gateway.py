@@ -34,6 +34,7 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import ExportedSpan, OtlpReceiver
+from tests.test_collector import _queue_size
 
 pytestmark = pytest.mark.integration
 
@@ -242,15 +243,6 @@ def test_traces_stay_whole_and_are_tail_sampled(tier: Tier) -> None:
     assert counted == total
 
 
-def _queue_size(endpoint: str) -> float:
-    _status, body = http_get(f"http://{endpoint}/metrics")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line.startswith("otelcol_exporter_queue_size{") and 'exporter="otlp_grpc/traces"' in line
-    )
-
-
 def _wait_stored(
     gateways: list[Gateway], trace_ids: list[str], timeout: float
 ) -> dict[str, list[ExportedSpan]]:
@@ -282,7 +274,7 @@ def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
     b.store.stop()
     emitted = _emit(tier, 60, only="error")  # all kept: the counts are exact
     deadline = time.monotonic() + 20
-    while _queue_size(b.telemetry) < 1:
+    while _queue_size(b.telemetry, "otlp_grpc/traces") < 1:
         assert time.monotonic() < deadline, "gateway B queued nothing"
         time.sleep(0.2)
     time.sleep(2.5)  # the rest of B's decisions (decision_wait 2 s) reach its queue
