@@ -10,11 +10,9 @@ on PATH (Debian: ``apt-get install -y prometheus``) or ``PLATFORM_OTEL_PROMETHEU
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.documented import assert_documented
 from tests.support.fixtures import (
     REPO_ROOT,
@@ -35,25 +34,15 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, serve_prometheus
 
 pytestmark = pytest.mark.integration
 
 COLLECTOR_DIR = REPO_ROOT / "collector"
 CONFIG = COLLECTOR_DIR / "config.yaml"
-MANIFEST = COLLECTOR_DIR / "manifest.yaml"
 DASHBOARDS = COLLECTOR_DIR / "grafana" / "dashboards"
 SERVICE = "collector-e2e"
 PIPELINE = "doc-ingest"
-
-
-def cached_collector() -> Path:
-    """Where collector/build.sh puts the binary for the current manifest (may not exist)."""
-    root = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-    )
-    digest = hashlib.sha256(MANIFEST.read_bytes()).hexdigest()
-    return Path(root) / f"otelcol-{digest}" / "otelcol-platform"
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +55,12 @@ def otelcol() -> Path:
             f"PLATFORM_OTEL_OTELCOL={given} is not an executable file"
         )
         return path
-    path = cached_collector()
-    if not path.is_file():
+    found: Path | None = demo_stack.otelcol_binary()
+    if found is None:
         pytest.skip(
-            f"collector binary not built ({path} missing): run collector/build.sh "
-            "or set PLATFORM_OTEL_OTELCOL"
+            "collector binary not built: run collector/build.sh or set PLATFORM_OTEL_OTELCOL"
         )
-    return path
+    return found
 
 
 # --------------------------------------------------------------------------- validate
@@ -236,22 +224,13 @@ class Ports:
 def collector_env(
     storage: Path, tempo_port: int, loki_endpoint: str
 ) -> tuple[dict[str, str], Ports]:
-    """config.yaml's variables for a collector on free 127.0.0.1 ports (as compose sets them)."""
-    ports = Ports(*(free_port() for _ in range(5)))
-    env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.grpc}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.http}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{ports.health}",
-        "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{ports.prometheus}",
-        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
-        "OTELCOL_TELEMETRY_PORT": str(ports.telemetry),
-        "OTELCOL_STORAGE_DIR": str(storage),
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-        "OTELCOL_BATCH_TIMEOUT": "200ms",
-        "TEMPO_ENDPOINT": f"127.0.0.1:{tempo_port}",
-        "LOKI_ENDPOINT": loki_endpoint,
-    }
-    return env, ports
+    """config.yaml's variables for a collector on free 127.0.0.1 ports (as compose sets them).
+
+    The demo's stack (``tests.support.demo_stack``) owns the variable list; this gives its
+    ports as a ``Ports``.
+    """
+    env, ports = demo_stack.collector_env(storage, f"127.0.0.1:{tempo_port}", loki_endpoint)
+    return env, Ports(**ports)
 
 
 GPU_MONITOR_SERVICE = "gpu-monitor-e2e"
@@ -447,7 +426,7 @@ def test_spans_survive_collector_restart_while_tempo_is_down(otelcol: Path, tmp_
 
 
 def _prometheus_binary() -> str:
-    found = os.environ.get("PLATFORM_OTEL_PROMETHEUS") or shutil.which("prometheus")
+    found: str | None = demo_stack.prometheus_binary()
     if not found:
         pytest.skip("prometheus not installed: apt-get install -y prometheus")
     return found
@@ -460,7 +439,6 @@ def prometheus(
     """A real Prometheus scraping the collector every second, as compose's prometheus.yml does."""
     binary = _prometheus_binary()
     workdir = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
     # The shipped prometheus.yml, its collector targets pointed at the test collector and
     # every interval shortened; the tempo/loki targets stay down (unresolvable names).
     text = (COLLECTOR_DIR / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
@@ -470,21 +448,7 @@ def prometheus(
     text = re.sub(r"(scrape_interval|evaluation_interval): \d+s", r"\1: 1s", text)
     config_file = workdir / "prometheus.yml"
     config_file.write_text(text, encoding="utf-8")
-    argv = [
-        binary,
-        f"--config.file={config_file}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--enable-feature=exemplar-storage",
-    ]
-    with start_process(argv, cwd=workdir) as server:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/-/ready", server, timeout=20)
-        deadline = time.monotonic() + 20
-        while http_get(f"{base}/-/ready")[0] != 200:  # 503 while the TSDB opens
-            assert time.monotonic() < deadline and server.proc.poll() is None, str(server)
-            time.sleep(0.2)
-        prom = Prometheus(base)
+    with serve_prometheus(binary, config_file, workdir) as (_server, prom):
         prom.wait_query(f'pipeline_items_total{{job="{SERVICE}"}}')
         prom.wait_query('traces_span_metrics_calls_total{span_name="e2e-request"}')
         prom.wait_query('up{job="otel-collector-self"} == 1')  # the collector's own metrics

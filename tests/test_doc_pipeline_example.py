@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.documented import assert_documented
+from tests.support.fixtures import run_demo
 
 pytest.importorskip("fastapi", reason="the example is a FastAPI service")
 pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
@@ -88,23 +89,7 @@ def test_document_status_writes_are_redis_spans_in_the_document_trace(
 
 def test_without_redis_the_example_keeps_status_in_memory() -> None:
     """On a laptop without Redis the demo still runs end to end (status in memory, no Redis spans)."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.support.fixtures import REPO_ROOT, child_env
-
-    demo = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
-    proc = subprocess.run(
-        [sys.executable, str(demo), "--json", "--no-redis", "--timeout", "60"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    summary = json.loads(lines[-1][len("SUMMARY ") :])
+    summary = run_demo("--no-redis")
     assert summary["status_store"] == "memory"
     assert [d["status"] for d in summary["documents"]] == ["done", "done", "failed"]
     assert not [s for d in summary["documents"] for s in d["spans"] if s.get("db.system.name")]

@@ -15,9 +15,7 @@ plain ones, ones with an error span, and slow ones.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.fixtures import (
     REPO_ROOT,
     Server,
@@ -35,6 +34,7 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import ExportedSpan, OtlpReceiver
+from tests.test_collector import _queue_size
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +77,9 @@ TRACES = 600
 
 
 def _otelcol() -> Path:
-    given = os.environ.get("PLATFORM_OTEL_OTELCOL")
-    if given:
-        return Path(given)
-    root = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-    )
-    digest = hashlib.sha256((COLLECTOR_DIR / "manifest.yaml").read_bytes()).hexdigest()
-    path = Path(root) / f"otelcol-{digest}" / "otelcol-platform"
-    if not path.is_file():
-        pytest.skip(f"collector not built ({path}): run collector/build.sh")
+    path: Path | None = demo_stack.otelcol_binary()
+    if path is None:
+        pytest.skip("collector not built: run collector/build.sh or set PLATFORM_OTEL_OTELCOL")
     return path
 
 
@@ -250,13 +243,18 @@ def test_traces_stay_whole_and_are_tail_sampled(tier: Tier) -> None:
     assert counted == total
 
 
-def _queue_size(endpoint: str) -> float:
-    _status, body = http_get(f"http://{endpoint}/metrics")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line.startswith("otelcol_exporter_queue_size{") and 'exporter="otlp_grpc/traces"' in line
-    )
+def _wait_stored(
+    gateways: list[Gateway], trace_ids: list[str], timeout: float
+) -> dict[str, list[ExportedSpan]]:
+    """The gateways' stores by trace, once they hold every one of ``trace_ids`` (or at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stored: dict[str, list[ExportedSpan]] = {}
+        for gateway in gateways:
+            stored.update(_by_trace(gateway.store.spans()))
+        if set(trace_ids) <= set(stored) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.3)
 
 
 def _restart(tier: Tier, gateway: Gateway) -> None:
@@ -270,13 +268,13 @@ def _restart(tier: Tier, gateway: Gateway) -> None:
 
 def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
     """Gateway B's store is down; B queues its kept traces on disk, restarts, then delivers them."""
-    a, b = tier.gateways
+    b = tier.gateways[1]
     for gateway in tier.gateways:
         gateway.store.clear()
     b.store.stop()
     emitted = _emit(tier, 60, only="error")  # all kept: the counts are exact
     deadline = time.monotonic() + 20
-    while _queue_size(b.telemetry) < 1:
+    while _queue_size(b.telemetry, "otlp_grpc/traces") < 1:
         assert time.monotonic() < deadline, "gateway B queued nothing"
         time.sleep(0.2)
     time.sleep(2.5)  # the rest of B's decisions (decision_wait 2 s) reach its queue
@@ -289,12 +287,7 @@ def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
     ) as restarted:
         b.proc = restarted
         wait_http(f"http://{b.health}/", restarted, timeout=20)
-        deadline = time.monotonic() + 30
-        while True:
-            stored = {**_by_trace(a.store.spans()), **_by_trace(b.store.spans())}
-            if set(emitted["error"]) <= set(stored) or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+        stored = _wait_stored(tier.gateways, emitted["error"], timeout=30)
         assert set(emitted["error"]) <= set(stored), len(set(emitted["error"]) - set(stored))
         assert _by_trace(b.store.spans()), "nothing came from B's queue"
         assert all(len(stored[t]) == SPANS_PER_TRACE for t in emitted["error"])
@@ -305,7 +298,7 @@ def test_gateway_restart_loses_nothing_queued(tier: Tier) -> None:
 
 def test_sidecar_holds_a_restarting_gateways_share(tier: Tier) -> None:
     """Gateway B is down while traffic flows: the sidecar retries B's share until B is back."""
-    a, b = tier.gateways
+    b = tier.gateways[1]
     for gateway in tier.gateways:
         gateway.store.clear()
     assert b.proc is not None
@@ -318,12 +311,7 @@ def test_sidecar_holds_a_restarting_gateways_share(tier: Tier) -> None:
     ) as restarted:
         b.proc = restarted
         wait_http(f"http://{b.health}/", restarted, timeout=20)
-        deadline = time.monotonic() + 40
-        while True:
-            stored = {**_by_trace(a.store.spans()), **_by_trace(b.store.spans())}
-            if set(emitted["error"]) <= set(stored) or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+        stored = _wait_stored(tier.gateways, emitted["error"], timeout=40)
         assert set(emitted["error"]) <= set(stored), len(set(emitted["error"]) - set(stored))
         assert _by_trace(b.store.spans()), "B's share did not reach B after its restart"
         assert all(len(stored[t]) == SPANS_PER_TRACE for t in emitted["error"])

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from platform_otel import _safety
 from platform_otel._ollama_ps import ResidencyPoller
 from tests.support.documented import assert_documented
-from tests.support.fixtures import free_port, otel_env, start_process
+from tests.support.fixtures import doctor_report, free_port, otel_env, start_process
 from tests.support.ollama_ps import PsServer
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.test_gpu import FAKE_PYTHONPATH, GPU0, GPU1, two_gpus
@@ -168,23 +168,12 @@ def test_monitor_without_gpu_and_ollama_says_why_and_exits(tmp_path: Path) -> No
 @pytest.mark.parametrize("driver", [True, False], ids=["two-gpus", "no-driver"])
 def test_doctor_probes_nvml(tmp_path: Path, driver: bool) -> None:
     """`platform-otel doctor` says which GPUs NVML sees, or why the gpu integration will be off."""
-    import subprocess
-
-    from tests.support.fixtures import child_env
-
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps(two_gpus()), encoding="utf-8")
     env = {"PYTHONPATH": FAKE_PYTHONPATH}
     if driver:
         env["FAKE_PYNVML_SCENARIO"] = str(scenario)
-    proc = subprocess.run(
-        [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],
-        env=child_env(env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    report = json.loads(proc.stdout)
+    report = doctor_report(env)
     state = next(i["state"] for i in report["integrations"] if i["name"] == "gpu")
     if driver:
         assert "2 device(s): NVIDIA L4 " + GPU0 in state, state

@@ -51,7 +51,7 @@ from tests.support.fixtures import (
     wait_http,
 )
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, serve_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -310,26 +310,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "python-services": f"127.0.0.1:{ops_port}",
             },
         )
-        prom_port = free_port()
-        prom = stack_ctx.enter_context(
-            start_process(
-                [
-                    prometheus_bin,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                    "--enable-feature=exemplar-storage",
-                ],
-                cwd=workdir,
-            )
+        _prom, prometheus = stack_ctx.enter_context(
+            serve_prometheus(prometheus_bin, config, workdir)
         )
-        base = f"http://127.0.0.1:{prom_port}"
-        wait_http(f"{base}/-/ready", prom, timeout=20)
-        deadline = time.monotonic() + 20
-        while http_get(f"{base}/-/ready")[0] != 200:
-            assert time.monotonic() < deadline and prom.proc.poll() is None, str(prom)
-            time.sleep(0.2)
-        prometheus = Prometheus(base)
 
         # Traffic, while Prometheus scrapes every second (rates need increases it saw).
         grpc_endpoint = f"http://127.0.0.1:{ports['grpc']}"

@@ -894,12 +894,14 @@ def test_prometheus_names_rendered_by_the_collector(
 ) -> None:
     """The sidecar collector renders the Ollama metrics under the names docs/ollama.md's queries
     use, with exemplars on the duration buckets (needs the built collector)."""
+    from tests.support.demo_stack import stack as demo_stack
     from tests.support.fixtures import start_process, wait_http
-    from tests.test_collector import CONFIG, _scrape, cached_collector, collector_env
+    from tests.test_collector import CONFIG, _scrape, collector_env
 
-    binary = os.environ.get("PLATFORM_OTEL_OTELCOL") or str(cached_collector())
-    if not os.access(binary, os.X_OK):
-        pytest.skip(f"collector binary not built ({binary}): run collector/build.sh")
+    found = demo_stack.otelcol_binary()
+    if found is None or not os.access(found, os.X_OK):
+        pytest.skip(f"collector binary not built ({found}): run collector/build.sh")
+    binary = str(found)
     tempo, loki = OtlpReceiver("grpc").start(), OtlpReceiver("http").start()
     try:
         env, ports = collector_env(tmp_path, tempo.port, loki.endpoint)

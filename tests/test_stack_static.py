@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.demo_stack import stack as demo_stack
 from tests.support.fixtures import REPO_ROOT
 
 COLLECTOR_DIR = REPO_ROOT / "collector"
@@ -338,22 +339,10 @@ def test_dashboard_links_point_at_shipped_dashboards() -> None:
 
 def test_jaeger_config_validates(tmp_path: Path) -> None:
     """`jaeger validate` accepts collector/jaeger/config.yaml (the documented alternative store)."""
-    jaeger = os.environ.get("PLATFORM_OTEL_JAEGER")
-    if not jaeger:
-        cache = os.environ.get("PLATFORM_OTEL_CACHE_DIR") or str(
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform-otel"
-        )
-        version = re.search(
-            r"github.com/jaegertracing/jaeger (v[\d.]+)",
-            (COLLECTOR_DIR / "jaeger" / "go.mod").read_text(encoding="utf-8"),
-        )
-        assert version
-        candidate = Path(cache) / f"jaeger-{version.group(1)}" / "jaeger"
-        if not candidate.is_file():
-            pytest.skip(
-                "Jaeger not built: run collector/jaeger/build.sh or set PLATFORM_OTEL_JAEGER"
-            )
-        jaeger = str(candidate)
+    found: Path | None = demo_stack.jaeger_binary()
+    if found is None:
+        pytest.skip("Jaeger not built: run collector/jaeger/build.sh or set PLATFORM_OTEL_JAEGER")
+    jaeger = str(found)
     config = COLLECTOR_DIR / "jaeger" / "config.yaml"
     proc = _run([jaeger, "validate", "--config", str(config)])
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from tests.support.datastores import StoreSet, datastores  # noqa: F401  (fixtur
 from tests.support.documented import assert_documented, assert_span_names_documented
 from tests.support.fixtures import (
     REPO_ROOT,
-    child_env,
+    doctor_report,
     free_port,
     http_get,
     otel_env,
@@ -219,14 +218,7 @@ def test_doctor_lists_each_instrumentation_and_its_state() -> None:
     """`platform-otel doctor --json` names every installed instrumentation and what init() does with it."""
 
     def doctor(**env: str) -> dict[str, str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],
-            env=child_env(env),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        report = json.loads(proc.stdout)
+        report = doctor_report(env)
         return {i["name"]: i["state"] for i in report["instrumentations"]}
 
     states = doctor()

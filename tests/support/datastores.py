@@ -29,13 +29,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.fixtures import free_port
+
 __all__ = ["Store", "StoreSet", "datastores"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _find(*candidates: str) -> str | None:
@@ -112,7 +108,7 @@ def _start_redis(tmp: Path) -> Store:
     if binary is None:
         store.skip_reason = "redis-server not installed (apt-get install redis-server)"
         return store
-    store.port, store.log = _free_port(), tmp / "redis.log"
+    store.port, store.log = free_port(), tmp / "redis.log"
     store.proc = _popen(
         [binary, "--port", str(store.port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(tmp), "--daemonize", "no"],
@@ -128,7 +124,7 @@ def _start_memcached(tmp: Path) -> Store:
     if binary is None:
         store.skip_reason = "memcached not installed (apt-get install memcached)"
         return store
-    store.port, store.log = _free_port(), tmp / "memcached.log"
+    store.port, store.log = free_port(), tmp / "memcached.log"
     argv = [binary, "-l", "127.0.0.1", "-p", str(store.port), "-U", "0", "-m", "16"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
@@ -168,7 +164,7 @@ def _start_postgres(tmp: Path) -> Store:
     if init.returncode != 0:
         store.skip_reason = f"initdb failed: {init.stderr[-1500:]}"
         return store
-    store.port = _free_port()
+    store.port = free_port()
     store.proc = _popen(
         [str(bindir / "postgres"), "-D", str(data), "-p", str(store.port), "-h", "127.0.0.1",
          "-k", str(tmp), "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -199,7 +195,7 @@ def _start_mariadb(tmp: Path) -> Store:
     if init.returncode != 0:
         store.skip_reason = f"mariadb-install-db failed: {(init.stdout + init.stderr)[-1500:]}"
         return store
-    store.port = _free_port()
+    store.port = free_port()
     store.proc = _popen(
         [server, "--no-defaults", f"--datadir={data}", f"--port={store.port}",
          "--bind-address=127.0.0.1", f"--socket={tmp}/mariadb.sock", f"--pid-file={tmp}/mariadb.pid",

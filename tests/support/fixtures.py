@@ -320,13 +320,19 @@ def run_python_fixture() -> RunPython:
 @pytest.fixture(scope="session")
 def demo_summary() -> dict[str, Any]:
     """One run of the flagship demo (``run_demo.py --json``), shared by every test that reads it."""
-    import json
 
     pytest.importorskip("fastapi", reason="the example is a FastAPI service")
     pytest.importorskip("uvicorn", reason="the example is served by uvicorn")
+    return run_demo()
+
+
+def run_demo(*args: str) -> dict[str, Any]:
+    """Run ``run_demo.py --json --timeout 60 *args``; its SUMMARY line, after asserting exit 0."""
+    import json
+
     demo = REPO_ROOT / "examples" / "doc_pipeline" / "run_demo.py"
     proc = subprocess.run(
-        [sys.executable, str(demo), "--json", "--timeout", "60"],
+        [sys.executable, str(demo), "--json", *args, "--timeout", "60"],
         env=child_env(),
         capture_output=True,
         text=True,
@@ -335,6 +341,20 @@ def demo_summary() -> dict[str, Any]:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return dict(json.loads(lines[-1][len("SUMMARY ") :]))
+
+
+def doctor_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``platform-otel doctor --json`` in a fresh interpreter (``child_env(env)``): its report."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "platform_otel._cli", "doctor", "--json"],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return dict(json.loads(proc.stdout))
 
 
 def fast_path_problems() -> list[str]:

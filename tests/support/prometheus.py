@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tests.support.fixtures import http_get
+from tests.support.fixtures import Server, free_port, http_get, start_process, wait_http
 
-__all__ = ["NOT_SERVICE_METRICS", "Prometheus"]
+__all__ = ["NOT_SERVICE_METRICS", "Prometheus", "serve_prometheus"]
 
 #: Series about the scrape, the collector, Prometheus and its rules: not the services' metrics.
 NOT_SERVICE_METRICS = re.compile(
@@ -47,3 +50,27 @@ class Prometheus:
         """Names of the series ``selector`` matches (``__name__`` values), own series left out."""
         names = self.get("/api/v1/label/__name__/values", **{"match[]": selector})
         return {n for n in names if not NOT_SERVICE_METRICS.fullmatch(n)}
+
+
+@contextlib.contextmanager
+def serve_prometheus(
+    binary: str, config_file: Path, workdir: Path
+) -> Iterator[tuple[Server, Prometheus]]:
+    """``prometheus`` on a free 127.0.0.1 port with ``config_file`` (TSDB under ``workdir``,
+    exemplar storage on): its process and a client, once ``/-/ready`` answers 200."""
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--enable-feature=exemplar-storage",
+    ]
+    with start_process(argv, cwd=workdir) as server:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", server, timeout=20)
+        deadline = time.monotonic() + 20
+        while http_get(f"{base}/-/ready")[0] != 200:  # 503 while the TSDB opens
+            assert time.monotonic() < deadline and server.proc.poll() is None, str(server)
+            time.sleep(0.2)
+        yield server, Prometheus(base)
